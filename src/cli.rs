@@ -1,0 +1,132 @@
+//! Command-line flags. Each flag can also be set through an `SIE_*`
+//! environment variable, which suits containers and DaemonSets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Prometheus exporter for NVIDIA GPU metrics (NVML) and host statistics"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub options: Options,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// GET /health on the local listener; exit 0 when healthy, 1 otherwise
+    /// (for a container HEALTHCHECK without curl).
+    Healthcheck {
+        /// URL to check [default: /health on --web.listen-address, via loopback]
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// Address and port to serve HTTP on.
+    #[arg(
+        long = "web.listen-address",
+        env = "SIE_WEB_LISTEN_ADDRESS",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", env = "SIE_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
+    pub telemetry_path: String,
+
+    /// How often the collectors read NVML and the host (e.g. 5s, 500ms, 1m).
+    #[arg(long = "collect.interval", env = "SIE_COLLECT_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    pub collect_interval: Duration,
+
+    /// Report not ready while NVML is unavailable or a GPU is lost (for GPU nodes).
+    #[arg(long = "require-gpu", env = "SIE_REQUIRE_GPU")]
+    pub require_gpu: bool,
+
+    /// Path of the NVML library [default: the dynamic loader finds libnvidia-ml.so.1].
+    #[arg(long = "nvml.library", env = "SIE_NVML_LIBRARY")]
+    pub nvml_library: Option<PathBuf>,
+
+    /// Host name for host_info, e.g. the Kubernetes node name [default: the kernel's host name].
+    #[arg(long = "host.name", env = "SIE_HOST_NAME")]
+    pub host_name: Option<String>,
+
+    /// Least severe log messages to print.
+    #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value)
+        .map_err(|e| format!("{e}; write a duration such as 5s, 500ms or 1m"))?;
+    if interval < Duration::from_millis(100) {
+        return Err("must be at least 100ms".to_owned());
+    }
+    Ok(interval)
+}
+
+fn parse_telemetry_path(value: &str) -> Result<String, String> {
+    match value {
+        "/" | "/health" | "/ready" => Err(format!(
+            "{value} is taken by another endpoint; pick another path such as /metrics"
+        )),
+        path if path.starts_with('/') => Ok(path.to_owned()),
+        _ => Err("must start with '/', e.g. /metrics".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_intervals() {
+        assert_eq!(parse_interval("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_interval("10ms").is_err());
+        assert!(parse_interval("five").is_err());
+    }
+
+    #[test]
+    fn rejects_clashing_telemetry_paths() {
+        assert!(parse_telemetry_path("/health").is_err());
+        assert!(parse_telemetry_path("metrics").is_err());
+        assert_eq!(parse_telemetry_path("/prom").as_deref(), Ok("/prom"));
+    }
+}

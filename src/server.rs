@@ -1,0 +1,111 @@
+//! The HTTP side: routes, handlers and graceful shutdown. Handlers read the
+//! published snapshots only; they never call NVML.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+use crate::collector::Store;
+use crate::health::{self, Health};
+
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub registry: Registry,
+    pub interval: Duration,
+    pub require_gpu: bool,
+    pub started: SystemTime,
+    pub telemetry_path: String,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route(&state.telemetry_path, get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let encoder = TextEncoder::new();
+    let mut body = Vec::with_capacity(16 * 1024);
+    match encoder.encode(&state.registry.gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type())], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
+    }
+}
+
+fn current_health(state: &AppState) -> Health {
+    let now = SystemTime::now();
+    let gpu = state.store.gpu();
+    let host = state.store.host();
+    let collectors = vec![
+        health::collector_health("gpu", gpu.as_deref(), state.started, now),
+        health::collector_health("host", host.as_deref(), state.started, now),
+    ];
+    health::health(gpu.as_deref(), collectors, state.interval)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
+    let health = current_health(&state);
+    let status = if health.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    let gpu = state.store.gpu();
+    let host_collected = state.store.host().is_some();
+    match health::not_ready_reason(gpu.as_deref(), host_collected, state.require_gpu) {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
+    let path = &state.telemetry_path;
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>system-info-exporter</title></head><body>\n\
+         <h1>system-info-exporter {}</h1>\n<ul>\n\
+         <li><a href=\"{path}\">{path}</a>: metrics</li>\n\
+         <li><a href=\"/health\">/health</a>: liveness and collector status (JSON)</li>\n\
+         <li><a href=\"/ready\">/ready</a>: readiness</li>\n\
+         </ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; try /metrics, /health or /ready\n",
+    )
+}

@@ -1,0 +1,43 @@
+//! Conversions from NVML's units to Prometheus base units.
+
+pub fn milliwatts_to_watts(milliwatts: u32) -> f64 {
+    f64::from(milliwatts) / 1e3
+}
+
+pub fn millijoules_to_joules(millijoules: u64) -> f64 {
+    millijoules as f64 / 1e3
+}
+
+pub fn megahertz_to_hertz(megahertz: u32) -> f64 {
+    f64::from(megahertz) * 1e6
+}
+
+pub fn percent_to_ratio(percent: u32) -> f64 {
+    f64::from(percent) / 100.0
+}
+
+/// NVML reports the CUDA driver version as `1000 * major + 10 * minor`.
+pub fn cuda_version_string(version: i32) -> String {
+    format!("{}.{}", version / 1000, (version % 1000) / 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_to_base_units() {
+        assert_eq!(milliwatts_to_watts(250_500), 250.5);
+        assert_eq!(millijoules_to_joules(1_234_567), 1234.567);
+        assert_eq!(megahertz_to_hertz(1410), 1.41e9);
+        assert_eq!(percent_to_ratio(87), 0.87);
+        assert_eq!(percent_to_ratio(0), 0.0);
+    }
+
+    #[test]
+    fn formats_cuda_versions() {
+        assert_eq!(cuda_version_string(12040), "12.4");
+        assert_eq!(cuda_version_string(11080), "11.8");
+        assert_eq!(cuda_version_string(12000), "12.0");
+    }
+}

@@ -1,0 +1,355 @@
+//! Starts the real exporter binary against the NVML test double and talks to
+//! it over HTTP.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_system-info-exporter");
+
+/// Which symbols the test double exports.
+#[derive(Clone, Copy)]
+pub enum Driver {
+    Current,
+    /// Lacks the energy counter and per-fan speed, like an older driver.
+    Legacy,
+}
+
+/// Builds the NVML test double once per test binary and returns its path.
+pub fn nvml_double(driver: Driver) -> PathBuf {
+    static CURRENT: OnceLock<PathBuf> = OnceLock::new();
+    static LEGACY: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, name, defines): (_, _, &[&str]) = match driver {
+        Driver::Current => (&CURRENT, "current", &[]),
+        Driver::Legacy => (&LEGACY, "legacy", &["-DLEGACY_DRIVER"]),
+    };
+    cell.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nvml-double/nvml_double.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("nvml-double")
+            .join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let library = dir.join("libnvidia-ml.so.1");
+        // Several test binaries may build at once: build privately, then rename.
+        let partial = dir.join(format!("libnvidia-ml.so.1.{}", std::process::id()));
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args([
+                "-shared",
+                "-fPIC",
+                "-O2",
+                "-Wall",
+                "-Werror",
+                "-fvisibility=hidden",
+            ])
+            .args(defines)
+            .arg("-o")
+            .arg(&partial)
+            .arg(&source)
+            .arg("-lpthread")
+            .status()
+            .expect("cannot run the C compiler (cc); install gcc");
+        assert!(status.success(), "building the NVML test double failed");
+        fs::rename(&partial, &library).unwrap();
+        library
+    })
+    .clone()
+}
+
+/// A config file for the test double; rewriting it changes what NVML reports.
+pub struct DoubleConfig {
+    pub path: PathBuf,
+}
+
+impl DoubleConfig {
+    pub fn new(test: &str, contents: &str) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("configs");
+        fs::create_dir_all(&dir).unwrap();
+        let config = Self {
+            path: dir.join(format!("{test}.conf")),
+        };
+        config.write(contents);
+        config
+    }
+
+    /// Replaces the file atomically, so the double never reads half of it.
+    pub fn write(&self, contents: &str) {
+        let partial = self.path.with_extension("partial");
+        fs::write(&partial, contents).unwrap();
+        fs::rename(&partial, &self.path).unwrap();
+    }
+
+    /// A file next to the config, e.g. for the double's `call_log`.
+    pub fn sibling(&self, extension: &str) -> PathBuf {
+        let path = self.path.with_extension(extension);
+        let _ = fs::remove_file(&path);
+        path
+    }
+}
+
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+pub fn http(method: &str, url: &str) -> Result<Reply, ureq::Error> {
+    let agent = agent();
+    let mut response = match method {
+        "GET" => agent.get(url).call()?,
+        "HEAD" => agent.head(url).call()?,
+        "POST" => agent.post(url).send_empty()?,
+        other => panic!("unsupported method {other}"),
+    };
+    let mut body = String::new();
+    response
+        .body_mut()
+        .as_reader()
+        .read_to_string(&mut body)
+        .unwrap();
+    Ok(Reply {
+        status: response.status().as_u16(),
+        body,
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Exporter {
+    /// Starts the exporter on a free loopback port with `args`, the test
+    /// double's config in `config`, and waits until it answers `/health`.
+    pub fn start(args: &[&str], config: Option<&DoubleConfig>) -> Self {
+        Self::start_with_env(args, config, &[])
+    }
+
+    pub fn start_with_env(
+        args: &[&str],
+        config: Option<&DoubleConfig>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("exporter-{port}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .env_remove("NVML_DOUBLE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        if let Some(config) = config {
+            command.env("NVML_DOUBLE_CONFIG", &config.path);
+        }
+        let child = command.spawn().expect("cannot start the exporter");
+        let mut exporter = Self { child, port, log };
+        wait_for("the exporter to listen", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("exporter exited with {status}: {}", exporter.log());
+            }
+            exporter.get("/health").ok()
+        });
+        exporter
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Reply, ureq::Error> {
+        http("GET", &self.url(path))
+    }
+
+    /// Scrapes `path` and parses the exposition.
+    pub fn scrape_at(&self, path: &str) -> Scrape {
+        let reply = self.get(path).expect("scrape failed");
+        assert_eq!(
+            reply.status, 200,
+            "scrape answered {}: {}",
+            reply.status, reply.body
+        );
+        Scrape::parse(&reply.body)
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        self.scrape_at("/metrics")
+    }
+
+    /// Waits until a scrape satisfies `check`, and returns that scrape.
+    pub fn scrape_until(&self, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
+        wait_for(what, Duration::from_secs(30), || {
+            Some(self.scrape()).filter(|s| check(s))
+        })
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let child = &mut self.child;
+        wait_for("the exporter to exit", Duration::from_secs(30), || {
+            child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed text exposition: samples plus `# TYPE` lines.
+#[derive(Debug)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+    pub types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((name, labels)) => (name, parse_labels(labels.strip_suffix('}').unwrap())),
+                None => (series, BTreeMap::new()),
+            };
+            samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().unwrap(),
+            });
+        }
+        Self {
+            text: text.to_owned(),
+            samples,
+            types,
+        }
+    }
+
+    /// Samples of `name` whose labels include every pair in `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one sample of `name` matching `labels`, if any.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(
+            found.len() <= 1,
+            "{name}{labels:?} matches {} samples",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|s| s.name == name)
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"").unwrap();
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().unwrap() {
+                (_, '\\') => value.push(chars.next().unwrap().1),
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(name.to_owned(), value);
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    labels
+}
+
+/// Runs an external tool that a test needs. Where it is missing the test is
+/// skipped with a message, unless SIE_REQUIRE_TOOLS is set (as in CI), which
+/// turns the skip into a failure.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("SIE_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (SIE_REQUIRE_TOOLS is set); install the Debian package {package}"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (Debian package {package})");
+    }
+    found
+}

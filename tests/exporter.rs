@@ -1,0 +1,518 @@
+//! End-to-end tests: the real binary against the NVML test double, over HTTP.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{DoubleConfig, Driver, Exporter, http, nvml_double, require_tool, wait_for};
+
+fn double_args(driver: Driver) -> Vec<String> {
+    vec![
+        format!("--nvml.library={}", nvml_double(driver).display()),
+        "--collect.interval=200ms".to_owned(),
+    ]
+}
+
+fn start(driver: Driver, config: &DoubleConfig, extra: &[&str]) -> Exporter {
+    let mut args = double_args(driver);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start(&args, Some(config))
+}
+
+const GPU0: [(&str, &str); 2] = [
+    ("gpu", "0"),
+    ("uuid", "GPU-00000000-0000-4000-8000-000000000000"),
+];
+const GPU1: [(&str, &str); 2] = [
+    ("gpu", "1"),
+    ("uuid", "GPU-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"),
+];
+
+const TWO_GPUS: &str = "
+gpu_count = 2
+driver_version = 535.129.03
+nvml_version = 12.535.129.03
+cuda_driver_version = 12020
+gpu.1.uuid = GPU-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
+gpu.1.name = NVIDIA H100 80GB HBM3
+gpu.1.serial = 1654923000001
+gpu.1.pci_bus = 0x9a
+gpu.1.temperature = 71
+gpu.1.power_usage = 250500
+gpu.1.power_limit = 700000
+gpu.1.energy = 987654321
+gpu.1.memory_total = 85520809984
+gpu.1.memory_reserved = 565182464
+gpu.1.memory_used = 42949672960
+gpu.1.utilization_gpu = 87
+gpu.1.utilization_memory = 43
+gpu.1.encoder = 12
+gpu.1.decoder = 3
+gpu.1.clock.0 = 1980
+gpu.1.clock.1 = 1980
+gpu.1.clock.2 = 2619
+gpu.1.clock.3 = 1545
+gpu.1.max_clock.0 = 1980
+gpu.1.max_clock.1 = 1980
+gpu.1.max_clock.2 = 2619
+gpu.1.max_clock.3 = 1755
+gpu.1.fans = 1
+gpu.1.fan_speed.0 = 64
+gpu.1.pstate = 2
+";
+
+#[test]
+fn reports_every_gpu_reading_in_base_units() {
+    let config = DoubleConfig::new("values", TWO_GPUS);
+    let exporter = start(Driver::Current, &config, &[]);
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+
+    assert_eq!(s.value("nvidia_nvml_up", &[]), Some(1.0));
+    assert_eq!(s.value("nvidia_gpus", &[]), Some(2.0));
+    let driver = &s.find("nvidia_driver_info", &[])[0];
+    assert_eq!(driver.labels["driver_version"], "535.129.03");
+    assert_eq!(driver.labels["nvml_version"], "12.535.129.03");
+    assert_eq!(driver.labels["cuda_driver_version"], "12.2");
+
+    let info = &s.find("nvidia_gpu_info", &GPU1)[0];
+    assert_eq!(info.labels["name"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(info.labels["pci_bus_id"], "00000000:9A:00.0");
+    assert_eq!(info.labels["serial"], "1654923000001");
+    assert_eq!(info.value, 1.0);
+
+    let expected = [
+        ("nvidia_gpu_up", 1.0),
+        ("nvidia_gpu_temperature_celsius", 71.0),
+        ("nvidia_gpu_power_usage_watts", 250.5),
+        ("nvidia_gpu_power_limit_watts", 700.0),
+        ("nvidia_gpu_energy_consumption_joules_total", 987_654.321),
+        ("nvidia_gpu_memory_total_bytes", 85_520_809_984.0),
+        ("nvidia_gpu_memory_reserved_bytes", 565_182_464.0),
+        ("nvidia_gpu_memory_used_bytes", 42_949_672_960.0),
+        (
+            "nvidia_gpu_memory_free_bytes",
+            (85_520_809_984u64 - 565_182_464 - 42_949_672_960) as f64,
+        ),
+        ("nvidia_gpu_utilization_ratio", 0.87),
+        ("nvidia_gpu_memory_utilization_ratio", 0.43),
+        ("nvidia_gpu_encoder_utilization_ratio", 0.12),
+        ("nvidia_gpu_decoder_utilization_ratio", 0.03),
+        ("nvidia_gpu_performance_state", 2.0),
+    ];
+    for (name, value) in expected {
+        assert_eq!(s.value(name, &GPU1), Some(value), "{name}");
+    }
+    for (clock, current, max) in [
+        ("graphics", 1980e6, 1980e6),
+        ("sm", 1980e6, 1980e6),
+        ("memory", 2619e6, 2619e6),
+        ("video", 1545e6, 1755e6),
+    ] {
+        let labels = [GPU1[0], GPU1[1], ("clock", clock)];
+        assert_eq!(
+            s.value("nvidia_gpu_clock_hertz", &labels),
+            Some(current),
+            "{clock}"
+        );
+        assert_eq!(
+            s.value("nvidia_gpu_clock_max_hertz", &labels),
+            Some(max),
+            "{clock}"
+        );
+    }
+    assert_eq!(
+        s.value(
+            "nvidia_gpu_fan_speed_ratio",
+            &[GPU1[0], GPU1[1], ("fan", "0")]
+        ),
+        Some(0.64)
+    );
+    assert_eq!(s.find("nvidia_gpu_fan_speed_ratio", &GPU1).len(), 1);
+
+    // GPU 0 keeps the double's defaults: readings are per GPU, not shared.
+    assert_eq!(s.value("nvidia_gpu_temperature_celsius", &GPU0), Some(40.0));
+    assert_eq!(s.value("nvidia_gpu_power_usage_watts", &GPU0), Some(100.0));
+
+    // Per-GPU series carry exactly gpu and uuid (plus clock or fan).
+    for sample in s.samples.iter().filter(|s| {
+        s.name.starts_with("nvidia_gpu_") && s.name != "nvidia_gpu_info" && s.name != "nvidia_gpus"
+    }) {
+        let mut keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+        keys.retain(|k| *k != "clock" && *k != "fan");
+        assert_eq!(keys, ["gpu", "uuid"], "{}", sample.name);
+    }
+    assert_eq!(
+        s.types["nvidia_gpu_energy_consumption_joules_total"],
+        "counter"
+    );
+    assert_eq!(s.types["host_network_receive_bytes_total"], "counter");
+    assert_eq!(s.types["nvidia_gpu_temperature_celsius"], "gauge");
+}
+
+#[test]
+fn readings_follow_the_driver_between_collections() {
+    let config = DoubleConfig::new("changing", "gpu.0.temperature = 50\n");
+    let exporter = start(Driver::Current, &config, &[]);
+    exporter.scrape_until("50 °C", |s| {
+        s.value("nvidia_gpu_temperature_celsius", &GPU0) == Some(50.0)
+    });
+    config.write("gpu.0.temperature = 83\n");
+    exporter.scrape_until("83 °C", |s| {
+        s.value("nvidia_gpu_temperature_celsius", &GPU0) == Some(83.0)
+    });
+}
+
+#[test]
+fn a_failing_gpu_is_down_while_the_others_keep_reporting() {
+    let config = DoubleConfig::new(
+        "lost",
+        "gpu_count = 3\ngpu.1.fail = GPU_IS_LOST\ngpu.2.fail = UNKNOWN\n",
+    );
+    let exporter = start(Driver::Current, &config, &["--require-gpu"]);
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "0")]), Some(1.0));
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "1")]), Some(0.0));
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "2")]), Some(0.0));
+    assert_eq!(
+        s.value("nvidia_gpu_temperature_celsius", &[("gpu", "0")]),
+        Some(40.0)
+    );
+    assert_eq!(
+        s.find("nvidia_gpu_temperature_celsius", &[("gpu", "1")])
+            .len(),
+        0
+    );
+    assert_eq!(s.value("nvidia_gpus", &[]), Some(3.0));
+    assert_eq!(
+        s.value(
+            "system_info_exporter_collect_success",
+            &[("collector", "gpu")]
+        ),
+        Some(1.0)
+    );
+
+    let health = exporter.get("/health").unwrap();
+    assert_eq!(health.status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(health["gpus_lost"], 2);
+    assert_eq!(health["gpu_count"], 3);
+    let ready = exporter.get("/ready").unwrap();
+    assert_eq!(
+        (ready.status, ready.body.trim()),
+        (503, "not ready: 2 GPU(s) lost")
+    );
+
+    // A GPU that recovers keeps its identity from before it was lost.
+    config.write("gpu_count = 3\ngpu.2.fail = UNKNOWN\n");
+    let s = exporter.scrape_until("GPU 1 back", |s| {
+        s.value("nvidia_gpu_up", &[("gpu", "1")]) == Some(1.0)
+    });
+    assert_eq!(s.find("nvidia_gpu_info", &[("gpu", "1")]).len(), 1);
+}
+
+#[test]
+fn a_gpu_lost_after_start_keeps_its_uuid() {
+    let config = DoubleConfig::new("lost-later", "gpu_count = 2\n");
+    let exporter = start(Driver::Current, &config, &[]);
+    exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    config.write("gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
+    let s = exporter.scrape_until("GPU 1 lost", |s| {
+        s.value("nvidia_gpu_up", &[("gpu", "1")]) == Some(0.0)
+    });
+    let uuid = &s.find("nvidia_gpu_up", &[("gpu", "1")])[0].labels["uuid"];
+    assert_eq!(uuid, "GPU-00000000-0000-4000-8000-000000000001");
+    assert!(exporter.log().contains("GPU stopped answering"));
+}
+
+#[test]
+fn an_unsupported_field_is_omitted_not_zeroed() {
+    let config = DoubleConfig::new(
+        "unsupported",
+        "gpu_count = 2\ngpu.0.unsupported = power_usage fans encoder\n",
+    );
+    let exporter = start(Driver::Current, &config, &[]);
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "0")]), Some(1.0));
+    for name in [
+        "nvidia_gpu_power_usage_watts",
+        "nvidia_gpu_fan_speed_ratio",
+        "nvidia_gpu_encoder_utilization_ratio",
+    ] {
+        assert!(
+            s.find(name, &[("gpu", "0")]).is_empty(),
+            "{name} should be omitted for GPU 0"
+        );
+        assert!(
+            !s.find(name, &[("gpu", "1")]).is_empty(),
+            "{name} should be there for GPU 1"
+        );
+    }
+    assert_eq!(
+        s.value("nvidia_gpu_power_limit_watts", &[("gpu", "0")]),
+        Some(400.0)
+    );
+}
+
+#[test]
+fn symbols_missing_from_an_older_driver_are_omitted() {
+    let config = DoubleConfig::new("legacy", "gpu_count = 1\n");
+    let exporter = start(Driver::Legacy, &config, &["--require-gpu"]);
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    assert_eq!(s.value("nvidia_gpu_up", &GPU0), Some(1.0));
+    assert!(!s.has("nvidia_gpu_energy_consumption_joules_total"));
+    assert!(!s.has("nvidia_gpu_fan_speed_ratio"));
+    assert_eq!(s.value("nvidia_gpu_temperature_celsius", &GPU0), Some(40.0));
+    assert_eq!(exporter.get("/ready").unwrap().status, 200);
+}
+
+#[test]
+fn without_nvml_host_metrics_are_served_and_readiness_depends_on_require_gpu() {
+    let missing = "--nvml.library=/nonexistent/libnvidia-ml.so.1";
+    let plain = Exporter::start(&[missing, "--collect.interval=200ms"], None);
+    let s = plain.scrape_until("first collection", |s| s.has("host_info"));
+    assert_eq!(s.value("nvidia_nvml_up", &[]), Some(0.0));
+    assert!(!s.has("nvidia_gpu_up"));
+    assert_eq!(
+        s.value(
+            "system_info_exporter_collect_success",
+            &[("collector", "gpu")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.value(
+            "system_info_exporter_collect_success",
+            &[("collector", "host")]
+        ),
+        Some(1.0)
+    );
+    for name in [
+        "host_cpus",
+        "host_memory_total_bytes",
+        "host_boot_time_seconds",
+        "host_load1",
+    ] {
+        assert!(
+            s.value(name, &[])
+                .is_some_and(|v| v > 0.0 || name == "host_load1"),
+            "{name}"
+        );
+    }
+    assert!(s.has("process_resident_memory_bytes"));
+    assert_eq!(plain.get("/ready").unwrap().status, 200);
+    let health = plain.get("/health").unwrap();
+    assert_eq!(health.status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(health["nvml"]["up"], false);
+    assert!(
+        health["nvml"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("libnvidia-ml.so.1")
+    );
+
+    // The error is logged once, not once per retry.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        plain.log().matches("NVML is unavailable").count(),
+        1,
+        "{}",
+        plain.log()
+    );
+
+    let strict = Exporter::start(&[missing, "--require-gpu"], None);
+    let ready = wait_for("first collection", Duration::from_secs(10), || {
+        strict
+            .get("/ready")
+            .ok()
+            .filter(|r| !r.body.contains("first collection"))
+    });
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("NVML is unavailable"), "{}", ready.body);
+}
+
+#[test]
+fn nvml_that_appears_after_start_is_picked_up_without_a_restart() {
+    let config = DoubleConfig::new("late-driver", "init_error = DRIVER_NOT_LOADED\n");
+    let calls = config.sibling("calls");
+    let calls_line = format!("call_log = {}\n", calls.display());
+    config.write(&format!("init_error = DRIVER_NOT_LOADED\n{calls_line}"));
+    let exporter = start(Driver::Current, &config, &["--require-gpu"]);
+    let s = exporter.scrape_until("first collection", |s| s.has("nvidia_nvml_up"));
+    assert_eq!(s.value("nvidia_nvml_up", &[]), Some(0.0));
+    assert_eq!(exporter.get("/ready").unwrap().status, 503);
+
+    config.write(&calls_line);
+    let s = exporter.scrape_until("NVML up", |s| s.value("nvidia_nvml_up", &[]) == Some(1.0));
+    assert_eq!(s.value("nvidia_gpu_up", &GPU0), Some(1.0));
+    assert_eq!(exporter.get("/ready").unwrap().status, 200);
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(log.starts_with("nvmlInit_v2 9\n"), "{log}");
+    assert!(log.lines().any(|l| l == "nvmlInit_v2 0"), "{log}");
+}
+
+#[test]
+fn sigterm_shuts_nvml_down_and_exits_zero() {
+    let config = DoubleConfig::new("sigterm", "");
+    let calls = config.sibling("calls");
+    config.write(&format!("call_log = {}\n", calls.display()));
+    let exporter = start(Driver::Current, &config, &[]);
+    exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    let status = exporter.terminate();
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(log, "nvmlInit_v2 0\nnvmlShutdown\n");
+}
+
+#[test]
+fn a_hung_driver_call_never_blocks_a_scrape() {
+    let config = DoubleConfig::new("hung", "");
+    let exporter = start(Driver::Current, &config, &[]);
+    exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    config.write("delay_ms = 600000\n");
+    // The collector is now stuck inside NVML; scrapes keep answering with
+    // the last snapshot, and /health reports the stuck collector.
+    let stale = wait_for("/health to fail", Duration::from_secs(30), || {
+        exporter.get("/health").ok().filter(|r| r.status == 503)
+    });
+    assert!(
+        stale.body.contains("\"status\":\"stale\""),
+        "{}",
+        stale.body
+    );
+    let s = exporter.scrape();
+    assert_eq!(s.value("nvidia_gpu_up", &GPU0), Some(1.0));
+    assert_eq!(
+        s.value("host_cpus", &[]),
+        Some(std::thread::available_parallelism().unwrap().get() as f64)
+    );
+    // Shutdown does not wait forever for the stuck collector.
+    assert_eq!(exporter.terminate().code(), Some(0));
+}
+
+#[test]
+fn http_routes_and_methods() {
+    let exporter = Exporter::start(&["--nvml.library=/nonexistent/libnvidia-ml.so.1"], None);
+    let landing = exporter.get("/").unwrap();
+    assert_eq!(landing.status, 200);
+    assert!(landing.body.contains("href=\"/metrics\""));
+    assert_eq!(exporter.get("/nope").unwrap().status, 404);
+    assert_eq!(http("POST", &exporter.url("/metrics")).unwrap().status, 405);
+    assert_eq!(http("POST", &exporter.url("/health")).unwrap().status, 405);
+    assert_eq!(http("HEAD", &exporter.url("/metrics")).unwrap().status, 200);
+    let metrics = exporter.get("/metrics").unwrap();
+    assert!(
+        metrics
+            .body
+            .contains("system_info_exporter_build_info{version=\"0.1.0\"")
+    );
+}
+
+#[test]
+fn flags_can_come_from_the_environment() {
+    let exporter = Exporter::start_with_env(
+        &["--nvml.library=/nonexistent/libnvidia-ml.so.1"],
+        None,
+        &[
+            ("SIE_WEB_TELEMETRY_PATH", "/prom"),
+            ("SIE_HOST_NAME", "gpu-node-7"),
+            ("SIE_LOG_FORMAT", "json"),
+        ],
+    );
+    assert_eq!(exporter.get("/metrics").unwrap().status, 404);
+    let s = wait_for("host_info", Duration::from_secs(10), || {
+        Some(exporter.scrape_at("/prom")).filter(|s| s.has("host_info"))
+    });
+    assert_eq!(s.find("host_info", &[])[0].labels["hostname"], "gpu-node-7");
+    let log = exporter.log();
+    let first = log.lines().next().expect("a log line");
+    let line: serde_json::Value = serde_json::from_str(first).expect("JSON log lines");
+    assert!(line["level"].is_string());
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(common::BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn invalid_flags_exit_2_with_a_message_naming_the_flag() {
+    for (args, named) in [
+        (&["--collect.interval=five"][..], "--collect.interval"),
+        (&["--web.listen-address=localhost"], "--web.listen-address"),
+        (&["--web.telemetry-path=metrics"], "--web.telemetry-path"),
+        (&["--log.level=loud"], "--log.level"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    let version = run(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        "system-info-exporter 0.1.0"
+    );
+}
+
+#[test]
+fn healthcheck_subcommand_reports_the_local_listener() {
+    let exporter = Exporter::start(&["--nvml.library=/nonexistent/libnvidia-ml.so.1"], None);
+    let ok = run(&[
+        &format!("--web.listen-address=0.0.0.0:{}", exporter.port),
+        "healthcheck",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"status\":\"ok\""));
+
+    let port = exporter.port;
+    drop(exporter);
+    let closed = run(&[
+        "healthcheck",
+        "--url",
+        &format!("http://127.0.0.1:{port}/health"),
+    ]);
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&closed.stderr).contains(&format!("127.0.0.1:{port}")));
+}
+
+#[test]
+fn output_passes_promtool_check_metrics() {
+    if !require_tool("promtool", "prometheus") {
+        return;
+    }
+    let config = DoubleConfig::new("promtool", TWO_GPUS);
+    let exporter = start(Driver::Current, &config, &[]);
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(s.text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool: {findings}"
+    );
+}
