@@ -1,19 +1,10 @@
-mod app;
-mod cli;
-mod collector;
-mod health;
-mod healthcheck;
-mod render;
-mod server;
-mod snapshot;
-mod units;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing::level_filters::LevelFilter;
 
-use cli::{Cli, Command, LogFormat, LogLevel};
+use system_info_exporter::cli::{Cli, Command, LogFormat, LogLevel};
+use system_info_exporter::{app, healthcheck};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,7 +13,13 @@ fn main() -> ExitCode {
         return healthcheck::run(&url);
     }
     init_logging(cli.options.log_level, cli.options.log_format);
-    app::run(cli.options)
+    match app::run(cli.options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(level: LogLevel, format: LogFormat) {

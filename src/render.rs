@@ -1,14 +1,16 @@
-//! Turns the collectors' latest snapshots into Prometheus metric families.
-//! Rendering only reads published snapshots; it never calls NVML or the OS.
+//! Turns snapshots into the Prometheus text exposition. A collector's
+//! families are rendered and encoded once, when its snapshot is published, so a
+//! scrape only concatenates prepared text; its cost does not grow with the
+//! number of GPUs. Nothing here calls NVML or the OS.
 
-use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use prometheus::core::{Collector as PromCollector, Desc};
+use prometheus::core::Collector as _;
+use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
 
-use crate::collector::Store;
-use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot};
+use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot, Published};
 
 /// Version and revision for `system_info_exporter_build_info`.
 #[derive(Debug, Clone)]
@@ -27,31 +29,73 @@ impl BuildInfo {
     };
 }
 
-/// Registers with a `prometheus::Registry`; every gather renders the latest snapshots.
-pub struct SnapshotCollector {
-    store: Arc<Store>,
-    build: BuildInfo,
+/// Snapshots that know their own metric families.
+pub trait Families {
+    fn families(&self) -> Vec<MetricFamily>;
 }
 
-impl SnapshotCollector {
-    pub fn new(store: Arc<Store>, build: BuildInfo) -> Self {
-        Self { store, build }
+impl Families for GpuSnapshot {
+    fn families(&self) -> Vec<MetricFamily> {
+        gpu_families(self)
     }
 }
 
-impl PromCollector for SnapshotCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        // The set of families depends on the hardware, so none is declared up front.
-        Vec::new()
+impl Families for HostSnapshot {
+    fn families(&self) -> Vec<MetricFamily> {
+        host_families(self)
     }
+}
 
-    fn collect(&self) -> Vec<MetricFamily> {
-        render(
-            self.store.gpu().as_deref(),
-            self.store.host().as_deref(),
-            &self.build,
-        )
+/// Renders and encodes a fresh collection, ready to be published.
+pub fn prepare<T: Families>(collected: Collected<T>) -> Published<T> {
+    let exposition = encode(collected.data.families());
+    Published {
+        collected,
+        exposition,
     }
+}
+
+/// Encodes families in the text format, leaving out families without samples
+/// (a reading no GPU offers).
+pub fn encode(mut families: Vec<MetricFamily>) -> String {
+    families.retain(|family| !family.get_metric().is_empty());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut text = Vec::with_capacity(4096);
+    TextEncoder::new()
+        .encode(&families, &mut text)
+        .expect("families without samples were removed, and writing to a Vec cannot fail");
+    String::from_utf8(text).expect("the text encoder writes UTF-8")
+}
+
+/// The whole `/metrics` body: the exporter's own metrics, each collector's
+/// prepared exposition (a collector that has not finished once is left out)
+/// and the process metrics.
+pub fn scrape(
+    gpu: Option<&Published<GpuSnapshot>>,
+    host: Option<&Published<HostSnapshot>>,
+    process: &ProcessCollector,
+    build: &BuildInfo,
+) -> String {
+    let own = encode(self_families(
+        gpu.map(|p| &p.collected),
+        host.map(|p| &p.collected),
+        build,
+    ));
+    let process = encode(process.collect());
+    let prepared = [
+        gpu.map(|p| p.exposition.as_str()),
+        host.map(|p| p.exposition.as_str()),
+    ];
+    let mut body = String::with_capacity(
+        own.len() + process.len() + prepared.iter().flatten().map(|t| t.len()).sum::<usize>(),
+    );
+    body.push_str(&own);
+    prepared
+        .into_iter()
+        .flatten()
+        .for_each(|text| body.push_str(text));
+    body.push_str(&process);
+    body
 }
 
 type GpuReading = fn(&GpuStats) -> Option<f64>;
@@ -163,18 +207,19 @@ fn bool_value(value: bool) -> f64 {
     if value { 1.0 } else { 0.0 }
 }
 
-/// Renders the snapshots. A collector that has not finished once yet is left out.
-pub fn render(
+/// Build info and the per-collector self-metrics. They are rendered per
+/// scrape because each family spans every collector.
+pub fn self_families(
     gpu: Option<&Collected<GpuSnapshot>>,
     host: Option<&Collected<HostSnapshot>>,
     build: &BuildInfo,
 ) -> Vec<MetricFamily> {
-    let mut families = vec![gauge(
+    let build_info = gauge(
         "system_info_exporter_build_info",
         "Version and revision of the exporter; always 1.",
         &[("version", build.version), ("revision", build.revision)],
         1.0,
-    )];
+    );
     let mut duration = family(
         "system_info_exporter_collect_duration_seconds",
         "How long the collector's last collection took.",
@@ -190,33 +235,28 @@ pub fn render(
         "Unix time at which the collector's last collection finished.",
         MetricType::GAUGE,
     );
-    let mut self_metrics = |name: &str, duration_s: f64, ok: bool, finished: f64| {
+    let mut add_collector = |name: &str, duration_s: f64, ok: bool, finished: f64| {
         add(&mut duration, &[("collector", name)], duration_s);
         add(&mut success, &[("collector", name)], bool_value(ok));
         add(&mut timestamp, &[("collector", name)], finished);
     };
     if let Some(gpu) = gpu {
-        self_metrics(
+        add_collector(
             "gpu",
             gpu.duration.as_secs_f64(),
             gpu.success,
             unix_seconds(gpu),
         );
-        render_gpus(&gpu.data, &mut families);
     }
     if let Some(host) = host {
-        self_metrics(
+        add_collector(
             "host",
             host.duration.as_secs_f64(),
             host.success,
             unix_seconds(host),
         );
-        render_host(&host.data, &mut families);
     }
-    families.extend([duration, success, timestamp]);
-    // A family without samples (a reading no GPU offers) is left out entirely.
-    families.retain(|family| !family.get_metric().is_empty());
-    families
+    vec![build_info, duration, success, timestamp]
 }
 
 fn unix_seconds<T>(collected: &Collected<T>) -> f64 {
@@ -227,7 +267,8 @@ fn unix_seconds<T>(collected: &Collected<T>) -> f64 {
         .unwrap_or_default()
 }
 
-fn render_gpus(snapshot: &GpuSnapshot, families: &mut Vec<MetricFamily>) {
+fn gpu_families(snapshot: &GpuSnapshot) -> Vec<MetricFamily> {
+    let mut families = Vec::new();
     families.push(gauge(
         "nvidia_nvml_up",
         "Whether NVML is initialised and answering (1) or not (0).",
@@ -235,7 +276,7 @@ fn render_gpus(snapshot: &GpuSnapshot, families: &mut Vec<MetricFamily>) {
         bool_value(snapshot.nvml_up),
     ));
     if !snapshot.nvml_up {
-        return;
+        return families;
     }
     if let Some(driver) = &snapshot.driver {
         families.push(gauge(
@@ -337,10 +378,11 @@ fn render_gpus(snapshot: &GpuSnapshot, families: &mut Vec<MetricFamily>) {
     }
     families.extend([info, up, energy, clock, clock_max, fan]);
     families.extend(gauges);
+    families
 }
 
-fn render_host(host: &HostSnapshot, families: &mut Vec<MetricFamily>) {
-    families.push(gauge(
+fn host_families(host: &HostSnapshot) -> Vec<MetricFamily> {
+    let mut families = vec![gauge(
         "host_info",
         "Host name, operating system and kernel; always 1.",
         &[
@@ -350,7 +392,7 @@ fn render_host(host: &HostSnapshot, families: &mut Vec<MetricFamily>) {
             ("kernel_version", &host.kernel_version),
         ],
         1.0,
-    ));
+    )];
     let plain: [(&str, &str, f64); 11] = [
         (
             "host_boot_time_seconds",
@@ -433,13 +475,12 @@ fn render_host(host: &HostSnapshot, families: &mut Vec<MetricFamily>) {
         add(&mut transmitted, &labels, net.transmit_bytes_total as f64);
     }
     families.extend([size, avail, received, transmitted]);
+    families
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
-
-    use prometheus::{Encoder, TextEncoder};
 
     use super::*;
     use crate::snapshot::{ClockReading, DriverInfo, GpuIdentity, GpuMemory};
@@ -483,10 +524,12 @@ mod tests {
         }
     }
 
-    fn text(families: &[MetricFamily]) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new().encode(families, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
+    fn scrape_text(gpu: Option<GpuSnapshot>, host: Option<HostSnapshot>) -> String {
+        let success = gpu.as_ref().is_none_or(|g| g.nvml_up);
+        let gpu = gpu.map(|g| prepare(collected(g, success)));
+        let host = host.map(|h| prepare(collected(h, true)));
+        let process = ProcessCollector::for_self();
+        scrape(gpu.as_ref(), host.as_ref(), &process, &BuildInfo::CURRENT)
     }
 
     #[test]
@@ -509,11 +552,7 @@ mod tests {
             }),
             gpus: vec![gpu(0), lost],
         };
-        let out = text(&render(
-            Some(&collected(snapshot, true)),
-            None,
-            &BuildInfo::CURRENT,
-        ));
+        let out = scrape_text(Some(snapshot), None);
         for line in [
             "nvidia_nvml_up 1",
             "nvidia_gpus 2",
@@ -551,11 +590,7 @@ mod tests {
             nvml_error: Some("no driver".into()),
             ..GpuSnapshot::default()
         };
-        let out = text(&render(
-            Some(&collected(snapshot, false)),
-            None,
-            &BuildInfo::CURRENT,
-        ));
+        let out = scrape_text(Some(snapshot), None);
         assert!(out.contains("\nnvidia_nvml_up 0\n"));
         assert!(out.contains("system_info_exporter_collect_success{collector=\"gpu\"} 0"));
         assert!(!out.contains("nvidia_gpus"));
@@ -583,11 +618,7 @@ mod tests {
             }],
             ..HostSnapshot::default()
         };
-        let out = text(&render(
-            None,
-            Some(&collected(host, true)),
-            &BuildInfo::CURRENT,
-        ));
+        let out = scrape_text(None, Some(host));
         for line in [
             "host_cpus 8",
             "host_cpu_usage_ratio 0.25",

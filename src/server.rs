@@ -6,18 +6,19 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 
 use crate::collector::Store;
 use crate::health::{self, Health};
+use crate::render::{self, BuildInfo};
 
 pub struct AppState {
     pub store: Arc<Store>,
-    pub registry: Registry,
+    pub process: ProcessCollector,
     pub interval: Duration,
     pub require_gpu: bool,
     pub started: SystemTime,
@@ -45,27 +46,33 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let encoder = TextEncoder::new();
-    let mut body = Vec::with_capacity(16 * 1024);
-    match encoder.encode(&state.registry.gather(), &mut body) {
-        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type())], body).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "could not encode metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
-    }
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let gpu = state.store.gpu.get();
+    let host = state.store.host.get();
+    let body = render::scrape(
+        gpu.as_deref(),
+        host.as_deref(),
+        &state.process,
+        &BuildInfo::CURRENT,
+    );
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 
 fn current_health(state: &AppState) -> Health {
     let now = SystemTime::now();
-    let gpu = state.store.gpu();
-    let host = state.store.host();
+    let gpu = state.store.gpu.get();
+    let host = state.store.host.get();
+    let gpu = gpu.as_ref().map(|p| &p.collected);
     let collectors = vec![
-        health::collector_health("gpu", gpu.as_deref(), state.started, now),
-        health::collector_health("host", host.as_deref(), state.started, now),
+        health::collector_health("gpu", gpu, state.started, now),
+        health::collector_health(
+            "host",
+            host.as_ref().map(|p| &p.collected),
+            state.started,
+            now,
+        ),
     ];
-    health::health(gpu.as_deref(), collectors, state.interval)
+    health::health(gpu, collectors, state.interval)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
@@ -79,9 +86,13 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    let gpu = state.store.gpu();
-    let host_collected = state.store.host().is_some();
-    match health::not_ready_reason(gpu.as_deref(), host_collected, state.require_gpu) {
+    let gpu = state.store.gpu.get();
+    let host_collected = state.store.host.get().is_some();
+    match health::not_ready_reason(
+        gpu.as_ref().map(|p| &p.collected),
+        host_collected,
+        state.require_gpu,
+    ) {
         None => (StatusCode::OK, "ready\n".to_owned()),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -15,6 +15,14 @@ pub struct Collected<T> {
     pub last_success: Option<SystemTime>,
 }
 
+/// A collection together with its encoded metrics, as scrapes read it.
+#[derive(Debug)]
+pub struct Published<T> {
+    pub collected: Collected<T>,
+    /// The collector's metric families in the Prometheus text format.
+    pub exposition: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuSnapshot {
     pub nvml_up: bool,

@@ -516,3 +516,42 @@ fn output_passes_promtool_check_metrics() {
         "promtool: {findings}"
     );
 }
+
+#[test]
+fn metrics_doc_lists_exactly_the_exported_metrics() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let documented: std::collections::BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("| `")?
+                .split_once('`')
+                .map(|(name, _)| name)
+        })
+        .collect();
+
+    // Every reading offered, plus a lost GPU, so every family is present.
+    let config = DoubleConfig::new(
+        "doc",
+        &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\n"),
+    );
+    let exporter = start(Driver::Current, &config, &[]);
+    let s = exporter.scrape_until("all collectors", |s| {
+        s.has("nvidia_gpu_up") && s.has("host_info")
+    });
+    let exported: std::collections::BTreeSet<&str> = s
+        .types
+        .keys()
+        .map(|name| {
+            if name.starts_with("process_") {
+                "process_*"
+            } else {
+                name.as_str()
+            }
+        })
+        .collect();
+    assert_eq!(
+        documented, exported,
+        "docs/metrics.md and the exporter disagree"
+    );
+}

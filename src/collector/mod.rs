@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot};
+use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, Published};
 
 /// A source of metrics.
 pub trait Collector: Send + 'static {
@@ -28,25 +28,26 @@ pub trait Collector: Send + 'static {
 /// `Arc`; publishing swaps the pointer, so readers never wait on a collection.
 #[derive(Default)]
 pub struct Store {
-    gpu: Mutex<Option<Arc<Collected<GpuSnapshot>>>>,
-    host: Mutex<Option<Arc<Collected<HostSnapshot>>>>,
+    pub gpu: Latest<GpuSnapshot>,
+    pub host: Latest<HostSnapshot>,
 }
 
-impl Store {
-    pub fn gpu(&self) -> Option<Arc<Collected<GpuSnapshot>>> {
-        self.gpu.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// The latest published result of one collector.
+pub struct Latest<T>(Mutex<Option<Arc<Published<T>>>>);
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T> Latest<T> {
+    pub fn get(&self) -> Option<Arc<Published<T>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn host(&self) -> Option<Arc<Collected<HostSnapshot>>> {
-        self.host.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn publish_gpu(&self, result: Collected<GpuSnapshot>) {
-        *self.gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(result));
-    }
-
-    pub fn publish_host(&self, result: Collected<HostSnapshot>) {
-        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(result));
+    pub fn set(&self, published: Published<T>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(published));
     }
 }
 

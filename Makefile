@@ -1,0 +1,71 @@
+# system-info-exporter: build, test and package.
+#   make run            run the exporter (host metrics; NVML if the driver is there)
+#   make test           every test: Rust unit and end-to-end tests, then the container test
+#   make lint           rustfmt and clippy, warnings are errors
+
+CARGO    ?= cargo
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export SIE_REVISION := $(REVISION)
+
+.PHONY: build run test test-rust lint bench bench-resources nvml-double
+
+build:
+	$(CARGO) build --release
+
+run:
+	$(CARGO) run --release
+
+test: test-rust container-test
+
+# Unit tests, the end-to-end tests against the NVML test double, and one
+# pass of each benchmark so that they keep working.
+test-rust:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The NVML test double, for running the exporter by hand:
+#   make nvml-double && NVML_DOUBLE_CONFIG=my.conf cargo run -- --nvml.library=target/nvml-double/libnvidia-ml.so.1
+nvml-double: target/nvml-double/libnvidia-ml.so.1
+target/nvml-double/libnvidia-ml.so.1: tests/nvml-double/nvml_double.c
+	mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -fvisibility=hidden -o $@ $< -lpthread
+
+bench:
+	$(CARGO) bench --bench collect
+
+bench-resources: build nvml-double
+	benches/resources.py target/release/system-info-exporter target/nvml-double/libnvidia-ml.so.1
+
+# ---- Container image -------------------------------------------------------
+# ENGINE: docker (BuildKit), podman or buildah. BUILD_ARGS: e.g.
+#   BUILD_ARGS="--build-arg RUST_IMAGE=mirror.example/rust:1.95-slim-bookworm"
+ENGINE     ?= docker
+IMAGE      ?= system-info-exporter
+BUILD_ARGS ?=
+ENGINE_BUILD = $(if $(filter buildah,$(ENGINE)),buildah bud --layers --format docker,$(if $(filter podman,$(ENGINE)),podman build --format docker,DOCKER_BUILDKIT=1 docker build))
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(BUILD_ARGS)
+
+.PHONY: docker-build docker-build-original docker-run bench-docker container-test
+
+docker-build:
+	$(ENGINE_BUILD) $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
+
+# The slow CUDA-devel baseline, for comparison only (see Dockerfile.original).
+docker-build-original:
+	$(ENGINE_BUILD) $(BUILD_ARGS) -f Dockerfile.original -t $(IMAGE):$(VERSION)-original .
+
+docker-run:
+	$(ENGINE) run --rm --gpus all -p 8080:8080 $(IMAGE):$(VERSION)
+
+# Times both Dockerfiles in five scenarios; see benches/docker-build.
+bench-docker:
+	benches/docker-build --engine $(ENGINE) $(BUILD_ARGS)
+
+# Builds the image with buildah against local stand-in base images, runs it and
+# checks it (needs root; installs buildah and debootstrap if missing).
+container-test: nvml-double
+	tests/container/run.sh
