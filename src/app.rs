@@ -8,12 +8,15 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cli::Options;
-use crate::collector::{self, Store, gpu::GpuCollector, host::HostCollector};
+use crate::collector::{self, Store, gpu::GpuCollector, host::HostCollector, pods::PodCollector};
 use crate::render::{self, BuildInfo};
 use crate::server::{self, AppState};
 
 /// How long shutdown waits for a collector that is inside a driver call.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest wait for the kubelet's answer; a slow kubelet never delays other collectors.
+const POD_RESOURCES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
 pub fn run(options: Options) -> Result<(), String> {
@@ -32,24 +35,39 @@ pub fn run(options: Options) -> Result<(), String> {
     let gpu = GpuCollector::new(options.nvml_library.map(Into::into), interval);
     let host = HostCollector::new(options.host_name)
         .map_err(|e| format!("cannot read host statistics: {e}"))?;
-    let (gpu_store, host_store) = (store.clone(), store.clone());
-    let collectors = [
-        collector::spawn(gpu, interval, move |c| {
-            gpu_store.gpu.set(render::prepare(c))
-        }),
-        collector::spawn(host, interval, move |c| {
-            host_store.host.set(render::prepare(c))
-        }),
-    ]
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(|e| format!("cannot start a collector thread: {e}"))?;
+    let pods = PodCollector::new(
+        options.pod_resources_socket,
+        interval.min(POD_RESOURCES_TIMEOUT),
+    )
+    .map_err(|e| format!("cannot start pod attribution: {e}"))?;
+    let pod_attribution = pods.is_some();
+
+    let mut collectors = Vec::new();
+    let spawned = (|| {
+        let s = store.clone();
+        collectors.push(collector::spawn(gpu, interval, move |c| {
+            s.gpu.set(render::prepare(c))
+        })?);
+        let s = store.clone();
+        collectors.push(collector::spawn(host, interval, move |c| {
+            s.host.set(render::prepare(c))
+        })?);
+        if let Some(pods) = pods {
+            let s = store.clone();
+            collectors.push(collector::spawn(pods, interval, move |c| {
+                s.pods.set(render::prepare(c))
+            })?);
+        }
+        Ok::<_, std::io::Error>(())
+    })();
+    spawned.map_err(|e| format!("cannot start a collector thread: {e}"))?;
 
     let state = Arc::new(AppState {
         store,
         process: ProcessCollector::for_self(),
         interval,
         require_gpu: options.require_gpu,
+        pod_attribution,
         started: SystemTime::now(),
         telemetry_path: options.telemetry_path,
     });

@@ -62,6 +62,15 @@ pub struct Options {
     #[arg(long = "host.name", env = "SIE_HOST_NAME")]
     pub host_name: Option<String>,
 
+    /// Socket of the kubelet pod-resources API, to label GPUs with the pods
+    /// that hold them; attribution is off when it does not exist.
+    #[arg(
+        long = "kubelet.pod-resources-socket",
+        env = "SIE_KUBELET_POD_RESOURCES_SOCKET",
+        default_value = crate::collector::pods::DEFAULT_SOCKET
+    )]
+    pub pod_resources_socket: PathBuf,
+
     /// Least severe log messages to print.
     #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,

@@ -10,7 +10,7 @@ use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
-use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot, Published};
+use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot, PodAllocations, Published};
 
 /// Version and revision for `system_info_exporter_build_info`.
 #[derive(Debug, Clone)]
@@ -46,6 +46,18 @@ impl Families for HostSnapshot {
     }
 }
 
+impl Families for PodAllocations {
+    fn families(&self) -> Vec<MetricFamily> {
+        let mut errors = family(
+            "system_info_exporter_pod_resources_errors_total",
+            "Calls to the kubelet pod-resources API that failed or timed out.",
+            MetricType::COUNTER,
+        );
+        add(&mut errors, &[], self.errors_total as f64);
+        vec![errors]
+    }
+}
+
 /// Renders and encodes a fresh collection, ready to be published.
 pub fn prepare<T: Families>(collected: Collected<T>) -> Published<T> {
     let exposition = encode(collected.data.families());
@@ -67,28 +79,44 @@ pub fn encode(mut families: Vec<MetricFamily>) -> String {
     String::from_utf8(text).expect("the text encoder writes UTF-8")
 }
 
+/// The latest published result of each collector; `None` before its first
+/// collection, or for a collector that is not running.
+#[derive(Clone, Copy, Default)]
+pub struct Latest<'a> {
+    pub gpu: Option<&'a Published<GpuSnapshot>>,
+    pub host: Option<&'a Published<HostSnapshot>>,
+    pub pods: Option<&'a Published<PodAllocations>>,
+}
+
 /// The whole `/metrics` body: the exporter's own metrics, each collector's
-/// prepared exposition (a collector that has not finished once is left out)
-/// and the process metrics.
-pub fn scrape(
-    gpu: Option<&Published<GpuSnapshot>>,
-    host: Option<&Published<HostSnapshot>>,
-    process: &ProcessCollector,
-    build: &BuildInfo,
-) -> String {
-    let own = encode(self_families(
-        gpu.map(|p| &p.collected),
-        host.map(|p| &p.collected),
-        build,
-    ));
+/// prepared exposition, GPU allocations and the process metrics.
+pub fn scrape(latest: Latest, process: &ProcessCollector, build: &BuildInfo) -> String {
+    let mut runs = Vec::new();
+    if let Some(p) = latest.gpu {
+        runs.push(CollectorRun::of("gpu", &p.collected));
+    }
+    if let Some(p) = latest.host {
+        runs.push(CollectorRun::of("host", &p.collected));
+    }
+    if let Some(p) = latest.pods {
+        runs.push(CollectorRun::of("pods", &p.collected));
+    }
+    let mut own = self_families(&runs, build);
+    if let Some(pods) = latest.pods {
+        own.push(allocation_family(
+            latest.gpu.map(|p| &p.collected.data),
+            &pods.collected.data,
+        ));
+    }
+    let own = encode(own);
     let process = encode(process.collect());
     let prepared = [
-        gpu.map(|p| p.exposition.as_str()),
-        host.map(|p| p.exposition.as_str()),
+        latest.gpu.map(|p| p.exposition.as_str()),
+        latest.host.map(|p| p.exposition.as_str()),
+        latest.pods.map(|p| p.exposition.as_str()),
     ];
-    let mut body = String::with_capacity(
-        own.len() + process.len() + prepared.iter().flatten().map(|t| t.len()).sum::<usize>(),
-    );
+    let prepared_len: usize = prepared.iter().flatten().map(|t| t.len()).sum();
+    let mut body = String::with_capacity(own.len() + process.len() + prepared_len);
     body.push_str(&own);
     prepared
         .into_iter()
@@ -96,6 +124,57 @@ pub fn scrape(
         .for_each(|text| body.push_str(text));
     body.push_str(&process);
     body
+}
+
+/// `nvidia_gpu_allocation_info`: which container holds which GPU. Rendered per
+/// scrape because it joins two collectors' results (few series).
+fn allocation_family(gpu: Option<&GpuSnapshot>, pods: &PodAllocations) -> MetricFamily {
+    let mut family = family(
+        "nvidia_gpu_allocation_info",
+        "A GPU or MIG device allocated to a container by the kubelet; always 1. Join on uuid.",
+        MetricType::GAUGE,
+    );
+    for allocation in &pods.allocations {
+        let index = gpu
+            .and_then(|g| g.gpus.iter().find(|s| s.identity.uuid == allocation.uuid))
+            .map(|s| s.index.to_string())
+            .unwrap_or_default();
+        add(
+            &mut family,
+            &[
+                ("gpu", &index),
+                ("uuid", &allocation.uuid),
+                ("namespace", &allocation.namespace),
+                ("pod", &allocation.pod),
+                ("container", &allocation.container),
+            ],
+            1.0,
+        );
+    }
+    family
+}
+
+/// What the self-metrics say about one collector.
+pub struct CollectorRun {
+    pub name: &'static str,
+    pub success: bool,
+    pub duration_seconds: f64,
+    pub finished_unix_seconds: f64,
+}
+
+impl CollectorRun {
+    pub fn of<T>(name: &'static str, collected: &Collected<T>) -> Self {
+        Self {
+            name,
+            success: collected.success,
+            duration_seconds: collected.duration.as_secs_f64(),
+            finished_unix_seconds: collected
+                .finished_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 type GpuReading = fn(&GpuStats) -> Option<f64>;
@@ -209,11 +288,7 @@ fn bool_value(value: bool) -> f64 {
 
 /// Build info and the per-collector self-metrics. They are rendered per
 /// scrape because each family spans every collector.
-pub fn self_families(
-    gpu: Option<&Collected<GpuSnapshot>>,
-    host: Option<&Collected<HostSnapshot>>,
-    build: &BuildInfo,
-) -> Vec<MetricFamily> {
+pub fn self_families(runs: &[CollectorRun], build: &BuildInfo) -> Vec<MetricFamily> {
     let build_info = gauge(
         "system_info_exporter_build_info",
         "Version and revision of the exporter; always 1.",
@@ -235,36 +310,13 @@ pub fn self_families(
         "Unix time at which the collector's last collection finished.",
         MetricType::GAUGE,
     );
-    let mut add_collector = |name: &str, duration_s: f64, ok: bool, finished: f64| {
-        add(&mut duration, &[("collector", name)], duration_s);
-        add(&mut success, &[("collector", name)], bool_value(ok));
-        add(&mut timestamp, &[("collector", name)], finished);
-    };
-    if let Some(gpu) = gpu {
-        add_collector(
-            "gpu",
-            gpu.duration.as_secs_f64(),
-            gpu.success,
-            unix_seconds(gpu),
-        );
-    }
-    if let Some(host) = host {
-        add_collector(
-            "host",
-            host.duration.as_secs_f64(),
-            host.success,
-            unix_seconds(host),
-        );
+    for run in runs {
+        let labels = [("collector", run.name)];
+        add(&mut duration, &labels, run.duration_seconds);
+        add(&mut success, &labels, bool_value(run.success));
+        add(&mut timestamp, &labels, run.finished_unix_seconds);
     }
     vec![build_info, duration, success, timestamp]
-}
-
-fn unix_seconds<T>(collected: &Collected<T>) -> f64 {
-    collected
-        .finished_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 fn gpu_families(snapshot: &GpuSnapshot) -> Vec<MetricFamily> {
@@ -529,7 +581,12 @@ mod tests {
         let gpu = gpu.map(|g| prepare(collected(g, success)));
         let host = host.map(|h| prepare(collected(h, true)));
         let process = ProcessCollector::for_self();
-        scrape(gpu.as_ref(), host.as_ref(), &process, &BuildInfo::CURRENT)
+        let latest = Latest {
+            gpu: gpu.as_ref(),
+            host: host.as_ref(),
+            pods: None,
+        };
+        scrape(latest, &process, &BuildInfo::CURRENT)
     }
 
     #[test]

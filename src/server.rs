@@ -21,6 +21,8 @@ pub struct AppState {
     pub process: ProcessCollector,
     pub interval: Duration,
     pub require_gpu: bool,
+    /// Whether the pod-resources collector runs.
+    pub pod_attribution: bool,
     pub started: SystemTime,
     pub telemetry_path: String,
 }
@@ -47,14 +49,17 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let gpu = state.store.gpu.get();
-    let host = state.store.host.get();
-    let body = render::scrape(
-        gpu.as_deref(),
-        host.as_deref(),
-        &state.process,
-        &BuildInfo::CURRENT,
+    let (gpu, host, pods) = (
+        state.store.gpu.get(),
+        state.store.host.get(),
+        state.store.pods.get(),
     );
+    let latest = render::Latest {
+        gpu: gpu.as_deref(),
+        host: host.as_deref(),
+        pods: pods.as_deref(),
+    };
+    let body = render::scrape(latest, &state.process, &BuildInfo::CURRENT);
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 
@@ -63,7 +68,7 @@ fn current_health(state: &AppState) -> Health {
     let gpu = state.store.gpu.get();
     let host = state.store.host.get();
     let gpu = gpu.as_ref().map(|p| &p.collected);
-    let collectors = vec![
+    let mut collectors = vec![
         health::collector_health("gpu", gpu, state.started, now),
         health::collector_health(
             "host",
@@ -72,6 +77,15 @@ fn current_health(state: &AppState) -> Health {
             now,
         ),
     ];
+    if state.pod_attribution {
+        let pods = state.store.pods.get();
+        collectors.push(health::collector_health(
+            "pods",
+            pods.as_ref().map(|p| &p.collected),
+            state.started,
+            now,
+        ));
+    }
     health::health(gpu, collectors, state.interval)
 }
 

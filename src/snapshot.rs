@@ -126,3 +126,20 @@ pub struct NetworkInterface {
     pub receive_bytes_total: u64,
     pub transmit_bytes_total: u64,
 }
+
+/// GPUs held by pods, from the kubelet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodAllocations {
+    pub allocations: Vec<GpuAllocation>,
+    /// Failed or timed-out calls to the kubelet since start.
+    pub errors_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuAllocation {
+    /// GPU or MIG device UUID.
+    pub uuid: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}

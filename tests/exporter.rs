@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{DoubleConfig, Driver, Exporter, http, nvml_double, require_tool, wait_for};
+use common::{DoubleConfig, Driver, Exporter, http, kubelet, nvml_double, require_tool, wait_for};
+use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
 
 fn double_args(driver: Driver) -> Vec<String> {
     vec![
@@ -530,14 +531,26 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         })
         .collect();
 
-    // Every reading offered, plus a lost GPU, so every family is present.
+    // Every reading offered, a lost GPU and a kubelet, so every family is present.
     let config = DoubleConfig::new(
         "doc",
         &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\n"),
     );
-    let exporter = start(Driver::Current, &config, &[]);
+    let socket = std::env::temp_dir().join(format!("sie-doc-{}.sock", std::process::id()));
+    let reply = ListPodResourcesResponse {
+        pod_resources: vec![kubelet::pod(
+            "ml",
+            "train",
+            "main",
+            "nvidia.com/gpu",
+            &[GPU1[1].1],
+        )],
+    };
+    let _kubelet = kubelet::FakeKubelet::start(&socket, kubelet::Behaviour::Reply(reply));
+    let socket_arg = format!("--kubelet.pod-resources-socket={}", socket.display());
+    let exporter = start(Driver::Current, &config, &[&socket_arg]);
     let s = exporter.scrape_until("all collectors", |s| {
-        s.has("nvidia_gpu_up") && s.has("host_info")
+        s.has("nvidia_gpu_up") && s.has("host_info") && s.has("nvidia_gpu_allocation_info")
     });
     let exported: std::collections::BTreeSet<&str> = s
         .types

@@ -280,10 +280,10 @@ fn read_gpu(index: u32, device: &Device, identity: &mut Option<GpuIdentity>) -> 
             .map(|(name, clock)| ClockReading {
                 clock: name,
                 hertz: fields
-                    .read("clock", |d| d.clock_info(clock.clone()))
+                    .read("clock", |d| d.clock_info(*clock))
                     .map(megahertz_to_hertz),
                 max_hertz: fields
-                    .read("max_clock", |d| d.max_clock_info(clock.clone()))
+                    .read("max_clock", |d| d.max_clock_info(*clock))
                     .map(megahertz_to_hertz),
             })
             .filter(|reading| reading.hertz.is_some() || reading.max_hertz.is_some())

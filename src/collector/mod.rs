@@ -4,13 +4,14 @@
 
 pub mod gpu;
 pub mod host;
+pub mod pods;
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, Published};
+use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, PodAllocations, Published};
 
 /// A source of metrics.
 pub trait Collector: Send + 'static {
@@ -30,6 +31,7 @@ pub trait Collector: Send + 'static {
 pub struct Store {
     pub gpu: Latest<GpuSnapshot>,
     pub host: Latest<HostSnapshot>,
+    pub pods: Latest<PodAllocations>,
 }
 
 /// The latest published result of one collector.

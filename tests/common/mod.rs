@@ -2,6 +2,8 @@
 //! it over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod kubelet;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;

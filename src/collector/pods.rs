@@ -1,0 +1,232 @@
+//! Which pods hold which GPUs, from the kubelet's pod-resources API
+//! (`v1.PodResourcesLister/List` over its unix socket).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use http::uri::PathAndQuery;
+use tonic::transport::Endpoint;
+use tracing::{info, warn};
+
+use super::Collector;
+use crate::snapshot::{GpuAllocation, PodAllocations};
+
+/// The default socket of the kubelet's pod-resources API.
+pub const DEFAULT_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+
+/// A large node's reply exceeds gRPC's default 4 MiB receive limit.
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long the last good mapping is still served while the kubelet fails.
+const KEEP_STALE_MAPPING: Duration = Duration::from_secs(300);
+
+/// The messages of `k8s.io/kubelet/pkg/apis/podresources/v1`, limited to the
+/// fields read here; protobuf decoding skips the others.
+pub mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListPodResourcesRequest {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListPodResourcesResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub pod_resources: Vec<PodResources>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PodResources {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub namespace: String,
+        #[prost(message, repeated, tag = "3")]
+        pub containers: Vec<ContainerResources>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerResources {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub devices: Vec<ContainerDevices>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerDevices {
+        #[prost(string, tag = "1")]
+        pub resource_name: String,
+        #[prost(string, repeated, tag = "2")]
+        pub device_ids: Vec<String>,
+    }
+
+    /// The gRPC method's path.
+    pub const LIST_PATH: &str = "/v1.PodResourcesLister/List";
+}
+
+pub struct PodCollector {
+    socket: PathBuf,
+    timeout: Duration,
+    runtime: tokio::runtime::Runtime,
+    last_good: Option<(Instant, Vec<GpuAllocation>)>,
+    errors_total: u64,
+    last_error: Option<String>,
+}
+
+impl PodCollector {
+    /// Returns `None`, after one info line, when the socket does not exist:
+    /// not a Kubernetes node, or the pod-resources folder is not mounted.
+    pub fn new(socket: PathBuf, timeout: Duration) -> std::io::Result<Option<Self>> {
+        if !socket.exists() {
+            info!(socket = %socket.display(), "pod attribution is off: no kubelet pod-resources socket");
+            return Ok(None);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Some(Self {
+            socket,
+            timeout,
+            runtime,
+            last_good: None,
+            errors_total: 0,
+            last_error: None,
+        }))
+    }
+
+    async fn list(
+        &self,
+    ) -> Result<proto::ListPodResourcesResponse, Box<dyn std::error::Error + Send + Sync>> {
+        let channel = Endpoint::from_shared(format!("unix://{}", self.socket.display()))?
+            .connect()
+            .await?;
+        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
+        grpc.ready().await?;
+        let reply = grpc
+            .unary(
+                tonic::Request::new(proto::ListPodResourcesRequest {}),
+                PathAndQuery::from_static(proto::LIST_PATH),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await?;
+        Ok(reply.into_inner())
+    }
+}
+
+impl Collector for PodCollector {
+    type Output = PodAllocations;
+    const NAME: &'static str = "pods";
+
+    fn collect(&mut self) -> (PodAllocations, bool) {
+        let reply = self
+            .runtime
+            .block_on(async { tokio::time::timeout(self.timeout, self.list()).await });
+        let success = match reply {
+            Ok(Ok(reply)) => {
+                self.last_good = Some((Instant::now(), gpu_allocations(&reply)));
+                if self.last_error.take().is_some() {
+                    info!("the kubelet pod-resources API answers again");
+                }
+                true
+            }
+            failure => {
+                let error = match failure {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {:?}", self.timeout),
+                };
+                self.errors_total += 1;
+                if self.last_error.as_ref() != Some(&error) {
+                    warn!(socket = %self.socket.display(), %error, "cannot list pod resources; keeping the last mapping for up to 5 minutes");
+                    self.last_error = Some(error);
+                }
+                if self
+                    .last_good
+                    .as_ref()
+                    .is_some_and(|(at, _)| at.elapsed() > KEEP_STALE_MAPPING)
+                {
+                    self.last_good = None;
+                }
+                false
+            }
+        };
+        let allocations = PodAllocations {
+            allocations: self
+                .last_good
+                .as_ref()
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default(),
+            errors_total: self.errors_total,
+        };
+        (allocations, success)
+    }
+}
+
+/// The NVIDIA devices of every container: whole GPUs (`nvidia.com/gpu`) and
+/// MIG devices (`nvidia.com/mig-*`), by UUID. Time-slicing replicas
+/// (`GPU-...::3`) name the same GPU and count once per container.
+pub fn gpu_allocations(reply: &proto::ListPodResourcesResponse) -> Vec<GpuAllocation> {
+    let mut allocations = Vec::new();
+    for pod in &reply.pod_resources {
+        for container in &pod.containers {
+            for devices in &container.devices {
+                let name = devices.resource_name.as_str();
+                if name != "nvidia.com/gpu" && !name.starts_with("nvidia.com/mig-") {
+                    continue;
+                }
+                for id in &devices.device_ids {
+                    let uuid = id.split_once("::").map_or(id.as_str(), |(uuid, _)| uuid);
+                    allocations.push(GpuAllocation {
+                        uuid: uuid.to_owned(),
+                        namespace: pod.namespace.clone(),
+                        pod: pod.name.clone(),
+                        container: container.name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    allocations.sort_by(|a, b| {
+        (&a.uuid, &a.namespace, &a.pod, &a.container).cmp(&(
+            &b.uuid,
+            &b.namespace,
+            &b.pod,
+            &b.container,
+        ))
+    });
+    allocations.dedup();
+    allocations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto::*;
+    use super::*;
+
+    fn devices(resource: &str, ids: &[&str]) -> ContainerDevices {
+        ContainerDevices {
+            resource_name: resource.into(),
+            device_ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn maps_gpus_and_mig_devices_to_containers() {
+        let reply = ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: "train-0".into(),
+                namespace: "ml".into(),
+                containers: vec![ContainerResources {
+                    name: "worker".into(),
+                    devices: vec![
+                        devices("nvidia.com/gpu", &["GPU-a::0", "GPU-a::1", "GPU-b"]),
+                        devices("nvidia.com/mig-1g.10gb", &["MIG-c"]),
+                        devices("example.com/fpga", &["fpga-0"]),
+                    ],
+                }],
+            }],
+        };
+        let uuids: Vec<_> = gpu_allocations(&reply)
+            .into_iter()
+            .map(|a| a.uuid)
+            .collect();
+        assert_eq!(uuids, ["GPU-a", "GPU-b", "MIG-c"]);
+    }
+}

@@ -1,0 +1,119 @@
+//! A fake kubelet: the pod-resources gRPC service on a unix socket, with a
+//! reply the test sets and can switch to never answering.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use system_info_exporter::collector::pods::proto::{
+    ContainerDevices, ContainerResources, ListPodResourcesRequest, ListPodResourcesResponse,
+    PodResources,
+};
+use tonic::codegen::{BoxFuture, Service, http};
+
+#[derive(Clone)]
+pub enum Behaviour {
+    Reply(ListPodResourcesResponse),
+    /// Accepts the call and never answers.
+    Hang,
+}
+
+#[derive(Clone)]
+pub struct FakeKubelet {
+    behaviour: Arc<Mutex<Behaviour>>,
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl FakeKubelet {
+    /// Serves on `socket` from a runtime of its own until dropped.
+    pub fn start(socket: &Path, behaviour: Behaviour) -> Self {
+        let _ = std::fs::remove_file(socket);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let listener = runtime
+            .block_on(async { tokio::net::UnixListener::bind(socket) })
+            .unwrap();
+        let service = Lister(behaviour.clone());
+        runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+        );
+        Self {
+            behaviour,
+            _runtime: Arc::new(runtime),
+        }
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+}
+
+/// One pod with one container holding `devices` of `resource`.
+pub fn pod(
+    namespace: &str,
+    name: &str,
+    container: &str,
+    resource: &str,
+    devices: &[&str],
+) -> PodResources {
+    PodResources {
+        name: name.into(),
+        namespace: namespace.into(),
+        containers: vec![ContainerResources {
+            name: container.into(),
+            devices: vec![ContainerDevices {
+                resource_name: resource.into(),
+                device_ids: devices.iter().map(|d| d.to_string()).collect(),
+            }],
+        }],
+    }
+}
+
+#[derive(Clone)]
+struct Lister(Arc<Mutex<Behaviour>>);
+
+impl tonic::server::NamedService for Lister {
+    const NAME: &'static str = "v1.PodResourcesLister";
+}
+
+impl Service<http::Request<tonic::body::Body>> for Lister {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let behaviour = self.0.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(List(behaviour), request).await)
+        })
+    }
+}
+
+struct List(Arc<Mutex<Behaviour>>);
+
+impl tonic::server::UnaryService<ListPodResourcesRequest> for List {
+    type Response = ListPodResourcesResponse;
+    type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+
+    fn call(&mut self, _: tonic::Request<ListPodResourcesRequest>) -> Self::Future {
+        let behaviour = self.0.lock().unwrap().clone();
+        Box::pin(async move {
+            match behaviour {
+                Behaviour::Reply(reply) => Ok(tonic::Response::new(reply)),
+                Behaviour::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
