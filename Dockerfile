@@ -45,7 +45,7 @@ LABEL org.opencontainers.image.title="system-info-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 
-RUN useradd --system --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin exporter
+RUN useradd --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin exporter
 COPY --from=builder /usr/local/bin/system-info-exporter /usr/local/bin/system-info-exporter
 
 # The NVIDIA Container Toolkit mounts libnvidia-ml.so.1 from the host driver

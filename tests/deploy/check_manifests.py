@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Renders deploy/kubernetes and its overlays with `kubectl kustomize`,
+validates the Kubernetes objects against the schemas (kubernetes-validate,
+strict), checks the Prometheus Operator objects for the fields the operator
+needs, and checks the promises the manifests make (least privilege, GPU nodes
+only, probes). Run by tests/deploy.rs; prints what it checked, exits 1 on the
+first failure with the reason."""
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KUSTOMIZE_DIRS = ["deploy/kubernetes", "deploy/kubernetes/overlays/no-operator", "deploy/kubernetes/overlays/nvidia-runtime"]
+
+
+def fail(message):
+    print(f"FAIL: {message}")
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def render(directory):
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / directory)], capture_output=True, text=True)
+    check(out.returncode == 0, f"kubectl kustomize {directory}: {out.stderr}")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(out.stdout)
+    valid = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "--no-warn", f.name], capture_output=True, text=True)
+    pathlib.Path(f.name).unlink()
+    check(valid.returncode == 0, f"{directory} does not validate: {valid.stdout}{valid.stderr}")
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(out.stdout) if doc}
+
+
+def check_daemonset(objects, directory):
+    ds = objects[("DaemonSet", "system-info-exporter")]
+    pod = ds["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    check(pod["securityContext"]["runAsNonRoot"] is True, "runAsNonRoot")
+    check(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", "seccomp RuntimeDefault")
+    check(security["readOnlyRootFilesystem"] is True, "readOnlyRootFilesystem")
+    check(security["allowPrivilegeEscalation"] is False, "allowPrivilegeEscalation false")
+    check(security["capabilities"]["drop"] == ["ALL"], "all capabilities dropped")
+    check(not security.get("privileged") and not pod.get("hostPID") and not pod.get("hostNetwork"), "no privileged, hostPID or hostNetwork")
+    check(pod["priorityClassName"] == "system-node-critical", "priorityClassName")
+    check(ds["spec"]["updateStrategy"]["type"] == "RollingUpdate", "RollingUpdate")
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    check({"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]} in terms[0]["matchExpressions"], "GPU nodes only")
+    check(any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]), "tolerates the nvidia.com/gpu taint")
+    env = {e["name"]: e for e in container["env"]}
+    check(env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", "NODE_NAME from the downward API")
+    check(env["SIE_HOST_NAME"]["value"] == "$(NODE_NAME)", "host name from NODE_NAME")
+    check(env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all" and env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility", "NVIDIA env")
+    check("--require-gpu" in container["args"], "--require-gpu")
+    check(container["livenessProbe"]["httpGet"]["path"] == "/health", "liveness on /health")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/ready", "readiness on /ready")
+    resources = container["resources"]
+    check(set(resources) == {"requests", "limits"}, "requests and limits")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    check(mounts["pod-resources"]["readOnly"] is True, "pod-resources mounted read-only")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    check(volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources", "pod-resources hostPath")
+    return pod
+
+
+def check_operator_objects(objects):
+    service = objects[("Service", "system-info-exporter")]
+    check(service["spec"]["clusterIP"] == "None", "headless Service")
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    monitor = objects[("ServiceMonitor", "system-info-exporter")]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    check(all(service["metadata"]["labels"].get(k) == v for k, v in selector.items()), "ServiceMonitor selects the Service")
+    for endpoint in monitor["spec"]["endpoints"]:
+        check(endpoint["port"] in port_names, f"ServiceMonitor port {endpoint['port']} is a named Service port")
+    rule = objects[("PrometheusRule", "system-info-exporter")]
+    groups = rule["spec"]["groups"]
+    for group in groups:
+        check(group["name"] and group["rules"], "PrometheusRule groups have a name and rules")
+        for r in group["rules"]:
+            check(r.get("alert") and r.get("expr"), f"PrometheusRule rule {r} has alert and expr")
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    check(groups == alerts["groups"], "PrometheusRule and deploy/prometheus/alerts.yml differ")
+
+
+def main():
+    rendered = {d: render(d) for d in KUSTOMIZE_DIRS}
+    base = rendered["deploy/kubernetes"]
+    check_daemonset(base, "deploy/kubernetes")
+    check_operator_objects(base)
+    no_operator = rendered["deploy/kubernetes/overlays/no-operator"]
+    check(not any(kind in ("ServiceMonitor", "PrometheusRule") for kind, _ in no_operator), "no-operator has no CRDs")
+    annotations = no_operator[("DaemonSet", "system-info-exporter")]["spec"]["template"]["metadata"]["annotations"]
+    check(annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}, "scrape annotations")
+    check_daemonset(no_operator, "no-operator")
+    runtime = check_daemonset(rendered["deploy/kubernetes/overlays/nvidia-runtime"], "nvidia-runtime")
+    check(runtime["runtimeClassName"] == "nvidia", "runtimeClassName nvidia")
+    print(json.dumps({d: sorted(f"{k}/{n}" for k, n in objs) for d, objs in rendered.items()}, indent=1))
+    print("manifests: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
