@@ -13,7 +13,7 @@ use prometheus::process_collector::ProcessCollector;
 use system_info_exporter::collector::Collector;
 use system_info_exporter::collector::gpu::GpuCollector;
 use system_info_exporter::collector::host::HostCollector;
-use system_info_exporter::render::{BuildInfo, Latest, prepare, scrape};
+use system_info_exporter::render::{BuildInfo, Snapshots, prepare, scrape};
 use system_info_exporter::snapshot::{Collected, GpuSnapshot, HostSnapshot};
 
 fn collected<T>(data: T) -> Collected<T> {
@@ -60,12 +60,12 @@ fn rendering(c: &mut Criterion) {
         );
         let (gpu, host) = (prepare(gpu), prepare(host));
         c.bench_with_input(BenchmarkId::new("scrape", gpus), &gpus, |b, _| {
-            let latest = Latest {
+            let snapshots = Snapshots {
                 gpu: Some(&gpu),
                 host: Some(&host),
                 pods: None,
             };
-            b.iter(|| black_box(scrape(latest, &process, &BuildInfo::CURRENT)))
+            b.iter(|| black_box(scrape(snapshots, &process, &BuildInfo::CURRENT)))
         });
     }
 }

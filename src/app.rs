@@ -8,8 +8,11 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cli::Options;
-use crate::collector::{self, Store, gpu::GpuCollector, host::HostCollector, pods::PodCollector};
-use crate::render::{self, BuildInfo};
+use crate::collector::{
+    self, Collector, Latest, Running, Store, gpu::GpuCollector, host::HostCollector,
+    pods::PodCollector,
+};
+use crate::render::{self, BuildInfo, Families};
 use crate::server::{self, AppState};
 
 /// How long shutdown waits for a collector that is inside a driver call.
@@ -42,25 +45,17 @@ pub fn run(options: Options) -> Result<(), String> {
     .map_err(|e| format!("cannot start pod attribution: {e}"))?;
     let pod_attribution = pods.is_some();
 
-    let mut collectors = Vec::new();
-    let spawned = (|| {
-        let s = store.clone();
-        collectors.push(collector::spawn(gpu, interval, move |c| {
-            s.gpu.set(render::prepare(c))
-        })?);
-        let s = store.clone();
-        collectors.push(collector::spawn(host, interval, move |c| {
-            s.host.set(render::prepare(c))
-        })?);
-        if let Some(pods) = pods {
-            let s = store.clone();
-            collectors.push(collector::spawn(pods, interval, move |c| {
-                s.pods.set(render::prepare(c))
-            })?);
-        }
-        Ok::<_, std::io::Error>(())
-    })();
-    spawned.map_err(|e| format!("cannot start a collector thread: {e}"))?;
+    let mut collectors = vec![
+        start(gpu, interval, &store, |s| &s.gpu),
+        start(host, interval, &store, |s| &s.host),
+    ];
+    if let Some(pods) = pods {
+        collectors.push(start(pods, interval, &store, |s| &s.pods));
+    }
+    let collectors = collectors
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot start a collector thread: {e}"))?;
 
     let state = Arc::new(AppState {
         store,
@@ -83,6 +78,24 @@ pub fn run(options: Options) -> Result<(), String> {
     served.map_err(|e| format!("HTTP server failed: {e}"))?;
     info!("shut down");
     Ok(())
+}
+
+/// Starts `collector` on its own thread, publishing each result, rendered,
+/// into its slot of the store.
+fn start<C>(
+    collector: C,
+    interval: Duration,
+    store: &Arc<Store>,
+    slot: fn(&Store) -> &Latest<C::Output>,
+) -> std::io::Result<Running>
+where
+    C: Collector,
+    C::Output: Families,
+{
+    let store = store.clone();
+    collector::spawn(collector, interval, move |collected| {
+        slot(&store).set(render::prepare(collected))
+    })
 }
 
 async fn shutdown_signal() {

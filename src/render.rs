@@ -82,7 +82,7 @@ pub fn encode(mut families: Vec<MetricFamily>) -> String {
 /// The latest published result of each collector; `None` before its first
 /// collection, or for a collector that is not running.
 #[derive(Clone, Copy, Default)]
-pub struct Latest<'a> {
+pub struct Snapshots<'a> {
     pub gpu: Option<&'a Published<GpuSnapshot>>,
     pub host: Option<&'a Published<HostSnapshot>>,
     pub pods: Option<&'a Published<PodAllocations>>,
@@ -90,30 +90,30 @@ pub struct Latest<'a> {
 
 /// The whole `/metrics` body: the exporter's own metrics, each collector's
 /// prepared exposition, GPU allocations and the process metrics.
-pub fn scrape(latest: Latest, process: &ProcessCollector, build: &BuildInfo) -> String {
+pub fn scrape(snapshots: Snapshots, process: &ProcessCollector, build: &BuildInfo) -> String {
     let mut runs = Vec::new();
-    if let Some(p) = latest.gpu {
+    if let Some(p) = snapshots.gpu {
         runs.push(CollectorRun::of("gpu", &p.collected));
     }
-    if let Some(p) = latest.host {
+    if let Some(p) = snapshots.host {
         runs.push(CollectorRun::of("host", &p.collected));
     }
-    if let Some(p) = latest.pods {
+    if let Some(p) = snapshots.pods {
         runs.push(CollectorRun::of("pods", &p.collected));
     }
     let mut own = self_families(&runs, build);
-    if let Some(pods) = latest.pods {
+    if let Some(pods) = snapshots.pods {
         own.push(allocation_family(
-            latest.gpu.map(|p| &p.collected.data),
+            snapshots.gpu.map(|p| &p.collected.data),
             &pods.collected.data,
         ));
     }
     let own = encode(own);
     let process = encode(process.collect());
     let prepared = [
-        latest.gpu.map(|p| p.exposition.as_str()),
-        latest.host.map(|p| p.exposition.as_str()),
-        latest.pods.map(|p| p.exposition.as_str()),
+        snapshots.gpu.map(|p| p.exposition.as_str()),
+        snapshots.host.map(|p| p.exposition.as_str()),
+        snapshots.pods.map(|p| p.exposition.as_str()),
     ];
     let prepared_len: usize = prepared.iter().flatten().map(|t| t.len()).sum();
     let mut body = String::with_capacity(own.len() + process.len() + prepared_len);
@@ -581,12 +581,12 @@ mod tests {
         let gpu = gpu.map(|g| prepare(collected(g, success)));
         let host = host.map(|h| prepare(collected(h, true)));
         let process = ProcessCollector::for_self();
-        let latest = Latest {
+        let snapshots = Snapshots {
             gpu: gpu.as_ref(),
             host: host.as_ref(),
             pods: None,
         };
-        scrape(latest, &process, &BuildInfo::CURRENT)
+        scrape(snapshots, &process, &BuildInfo::CURRENT)
     }
 
     #[test]

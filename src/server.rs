@@ -54,12 +54,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         state.store.host.get(),
         state.store.pods.get(),
     );
-    let latest = render::Latest {
+    let snapshots = render::Snapshots {
         gpu: gpu.as_deref(),
         host: host.as_deref(),
         pods: pods.as_deref(),
     };
-    let body = render::scrape(latest, &state.process, &BuildInfo::CURRENT);
+    let body = render::scrape(snapshots, &state.process, &BuildInfo::CURRENT);
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 

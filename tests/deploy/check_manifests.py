@@ -32,7 +32,7 @@ def render(directory):
     check(out.returncode == 0, f"kubectl kustomize {directory}: {out.stderr}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(out.stdout)
-    valid = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "--no-warn", f.name], capture_output=True, text=True)
+    valid = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "--no-warn", f.name], capture_output=True, text=True)
     pathlib.Path(f.name).unlink()
     check(valid.returncode == 0, f"{directory} does not validate: {valid.stdout}{valid.stderr}")
     return {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(out.stdout) if doc}
@@ -89,7 +89,25 @@ def check_operator_objects(objects):
     check(groups == alerts["groups"], "PrometheusRule and deploy/prometheus/alerts.yml differ")
 
 
+def check_compose():
+    """No Compose engine here: check the file's structure and its paths."""
+    path = ROOT / "deploy/compose/docker-compose.yml"
+    compose = yaml.safe_load(path.read_text())
+    services = compose["services"]
+    check(set(services) == {"exporter", "prometheus", "grafana"}, "Compose services")
+    devices = services["exporter"]["deploy"]["resources"]["reservations"]["devices"]
+    check(devices == [{"driver": "nvidia", "count": "all", "capabilities": ["utility"]}], "gpus: all reservation")
+    for name, service in services.items():
+        check("limits" in service["deploy"]["resources"], f"{name} has resource limits")
+        check(service["logging"]["options"]["max-size"], f"{name} rotates its logs")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                check((path.parent / source).exists(), f"{name} mounts {source}, which does not exist")
+
+
 def main():
+    check_compose()
     rendered = {d: render(d) for d in KUSTOMIZE_DIRS}
     base = rendered["deploy/kubernetes"]
     check_daemonset(base, "deploy/kubernetes")
