@@ -38,7 +38,8 @@ const PSEUDO_FILESYSTEMS: &[&str] = &[
 ];
 
 pub struct HostCollector {
-    hostname: Option<String>,
+    /// Host name, OS and kernel: read once, they change only with a reboot.
+    identity: HostSnapshot,
     system: System,
     disks: Disks,
     networks: Networks,
@@ -48,8 +49,17 @@ impl HostCollector {
     /// `hostname` replaces the kernel's host name in `host_info`, e.g. with
     /// the Kubernetes node name inside a pod.
     pub fn new(hostname: Option<String>) -> Result<Self, sysinfo::Error> {
+        let identity = HostSnapshot {
+            hostname: hostname
+                .or_else(|| System::host_name().ok())
+                .unwrap_or_default(),
+            os: System::name().unwrap_or_default(),
+            os_version: System::os_version().unwrap_or_default(),
+            kernel_version: System::kernel_version().unwrap_or_default(),
+            ..HostSnapshot::default()
+        };
         Ok(Self {
-            hostname,
+            identity,
             system: System::new()?,
             disks: Disks::new()?,
             networks: Networks::new()?,
@@ -72,15 +82,7 @@ impl Collector for HostCollector {
         let success = load.is_ok() && boot_time.is_ok();
         let load = load.unwrap_or_default();
 
-        let snapshot = HostSnapshot {
-            hostname: self
-                .hostname
-                .clone()
-                .or_else(|| System::host_name().ok())
-                .unwrap_or_default(),
-            os: System::name().unwrap_or_default(),
-            os_version: System::os_version().unwrap_or_default(),
-            kernel_version: System::kernel_version().unwrap_or_default(),
+        let mut snapshot = HostSnapshot {
             boot_time_seconds: boot_time.unwrap_or_default(),
             cpus: self.system.cpus().len(),
             cpu_usage_ratio: f64::from(self.system.global_cpu_usage()) / 100.0,
@@ -114,7 +116,16 @@ impl Collector for HostCollector {
                     transmit_bytes_total: data.total_transmitted(),
                 })
                 .collect(),
+            ..self.identity.clone()
         };
+        // The same filesystem mounted twice at one place would repeat a series.
+        fn labels(fs: &Filesystem) -> (&str, &str, &str) {
+            (&fs.mountpoint, &fs.device, &fs.fstype)
+        }
+        snapshot
+            .filesystems
+            .sort_by(|a, b| labels(a).cmp(&labels(b)));
+        snapshot.filesystems.dedup_by(|a, b| labels(a) == labels(b));
         (snapshot, success)
     }
 }
