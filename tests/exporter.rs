@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{DoubleConfig, Driver, Exporter, http, kubelet, nvml_double, require_tool, wait_for};
-use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
 
 fn double_args(driver: Driver) -> Vec<String> {
     vec![
@@ -487,7 +486,7 @@ fn healthcheck_subcommand_reports_the_local_listener() {
 
 #[test]
 fn output_passes_promtool_check_metrics() {
-    if !require_tool("promtool", "prometheus") {
+    if !require_tool("promtool", "apt-get install prometheus") {
         return;
     }
     let config = DoubleConfig::new("promtool", TWO_GPUS);
@@ -536,18 +535,7 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         "doc",
         &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\n"),
     );
-    let socket = std::env::temp_dir().join(format!("sie-doc-{}.sock", std::process::id()));
-    let reply = ListPodResourcesResponse {
-        pod_resources: vec![kubelet::pod(
-            "ml",
-            "train",
-            "main",
-            "nvidia.com/gpu",
-            &[GPU1[1].1],
-        )],
-    };
-    let _kubelet = kubelet::FakeKubelet::start(&socket, kubelet::Behaviour::Reply(reply));
-    let socket_arg = format!("--kubelet.pod-resources-socket={}", socket.display());
+    let (_kubelet, socket_arg) = kubelet::holding("doc", GPU1[1].1);
     let exporter = start(Driver::Current, &config, &[&socket_arg]);
     let s = exporter.scrape_until("all collectors", |s| {
         s.has("nvidia_gpu_up") && s.has("host_info") && s.has("nvidia_gpu_allocation_info")

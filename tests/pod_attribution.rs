@@ -2,21 +2,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::kubelet::{Behaviour, FakeKubelet, pod};
+use common::kubelet::{Behaviour, FakeKubelet, pod, socket_path};
 use common::{DoubleConfig, Driver, Exporter, nvml_double};
 use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
 
 const UUID0: &str = "GPU-00000000-0000-4000-8000-000000000000";
 const UUID1: &str = "GPU-00000000-0000-4000-8000-000000000001";
-
-fn socket(test: &str) -> PathBuf {
-    // Unix socket paths are limited to 108 bytes: keep them short.
-    let dir = std::env::temp_dir().join(format!("sie-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{test}.sock"))
-}
 
 fn start(test: &str, socket: &std::path::Path) -> Exporter {
     start_every(test, socket, "200ms")
@@ -58,7 +49,7 @@ fn reply() -> ListPodResourcesResponse {
 
 #[test]
 fn gpus_are_labelled_with_the_pods_that_hold_them() {
-    let socket = socket("labels");
+    let socket = socket_path("labels");
     let _kubelet = FakeKubelet::start(&socket, Behaviour::Reply(reply()));
     let exporter = start("pods-labels", &socket);
     let s = exporter.scrape_until("allocations", |s| {
@@ -103,7 +94,7 @@ fn gpus_are_labelled_with_the_pods_that_hold_them() {
 
 #[test]
 fn a_reply_over_4_mib_is_read() {
-    let socket = socket("large");
+    let socket = socket_path("large");
     let mut large = reply();
     // About 8 MiB of pods without GPUs, twice gRPC's default receive limit.
     for i in 0..80_000 {
@@ -136,7 +127,7 @@ fn a_reply_over_4_mib_is_read() {
 
 #[test]
 fn a_hanging_kubelet_keeps_the_last_mapping_and_counts_errors() {
-    let socket = socket("hang");
+    let socket = socket_path("hang");
     let kubelet = FakeKubelet::start(&socket, Behaviour::Reply(reply()));
     let exporter = start("pods-hang", &socket);
     exporter.scrape_until("allocations", |s| s.has("nvidia_gpu_allocation_info"));
@@ -182,7 +173,7 @@ fn a_hanging_kubelet_keeps_the_last_mapping_and_counts_errors() {
 
 #[test]
 fn without_the_socket_attribution_is_off() {
-    let exporter = start("pods-absent", &socket("absent-never-created"));
+    let exporter = start("pods-absent", &socket_path("absent-never-created"));
     let s = exporter.scrape_until("GPU metrics", |s| {
         s.has("nvidia_gpu_up") && s.has("host_info")
     });

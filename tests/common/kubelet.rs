@@ -2,7 +2,7 @@
 //! reply the test sets and can switch to never answering.
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -53,6 +53,27 @@ impl FakeKubelet {
     pub fn set(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap() = behaviour;
     }
+}
+
+/// A socket path for `test`; unix socket paths must stay under 108 bytes.
+pub fn socket_path(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sie-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{test}.sock"))
+}
+
+/// A kubelet whose one pod `ml/train` holds the GPU `uuid`, and the flag
+/// that points the exporter at it.
+pub fn holding(test: &str, uuid: &str) -> (FakeKubelet, String) {
+    let socket = socket_path(test);
+    let reply = ListPodResourcesResponse {
+        pod_resources: vec![pod("ml", "train", "main", "nvidia.com/gpu", &[uuid])],
+    };
+    let kubelet = FakeKubelet::start(&socket, Behaviour::Reply(reply));
+    (
+        kubelet,
+        format!("--kubelet.pod-resources-socket={}", socket.display()),
+    )
 }
 
 /// One pod with one container holding `devices` of `resource`.

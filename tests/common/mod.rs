@@ -337,21 +337,36 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// Runs an external tool that a test needs. Where it is missing the test is
+/// Whether something a test needs is here. Where it is missing the test is
 /// skipped with a message, unless SIE_REQUIRE_TOOLS is set (as in CI), which
 /// turns the skip into a failure.
-pub fn require_tool(tool: &str, package: &str) -> bool {
+fn require(present: bool, what: &str, install: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("SIE_REQUIRE_TOOLS").is_none(),
+            "{what} is required (SIE_REQUIRE_TOOLS is set); {install}"
+        );
+        eprintln!("SKIPPED: {what} is missing; {install}");
+    }
+    present
+}
+
+/// An external program, e.g. `require_tool("promtool", "apt-get install prometheus")`.
+pub fn require_tool(tool: &str, install: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("SIE_REQUIRE_TOOLS").is_none(),
-            "{tool} is required (SIE_REQUIRE_TOOLS is set); install the Debian package {package}"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (Debian package {package})");
-    }
-    found
+    require(found, tool, install)
+}
+
+/// A Python module, e.g. `require_python_module("yaml", "pip install pyyaml")`.
+pub fn require_python_module(module: &str, install: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(found, &format!("the Python module {module}"), install)
 }
