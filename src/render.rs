@@ -10,6 +10,7 @@ use prometheus::process_collector::ProcessCollector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
+use crate::collector::{Collector, gpu::GpuCollector, host::HostCollector, pods::PodCollector};
 use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot, PodAllocations, Published};
 
 /// Version and revision for `system_info_exporter_build_info`.
@@ -69,7 +70,7 @@ pub fn prepare<T: Families>(collected: Collected<T>) -> Published<T> {
 
 /// Encodes families in the text format, leaving out families without samples
 /// (a reading no GPU offers).
-pub fn encode(mut families: Vec<MetricFamily>) -> String {
+fn encode(mut families: Vec<MetricFamily>) -> String {
     families.retain(|family| !family.get_metric().is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut text = Vec::with_capacity(4096);
@@ -93,13 +94,13 @@ pub struct Snapshots<'a> {
 pub fn scrape(snapshots: Snapshots, process: &ProcessCollector, build: &BuildInfo) -> String {
     let mut runs = Vec::new();
     if let Some(p) = snapshots.gpu {
-        runs.push(CollectorRun::of("gpu", &p.collected));
+        runs.push(CollectorRun::of(GpuCollector::NAME, &p.collected));
     }
     if let Some(p) = snapshots.host {
-        runs.push(CollectorRun::of("host", &p.collected));
+        runs.push(CollectorRun::of(HostCollector::NAME, &p.collected));
     }
     if let Some(p) = snapshots.pods {
-        runs.push(CollectorRun::of("pods", &p.collected));
+        runs.push(CollectorRun::of(PodCollector::NAME, &p.collected));
     }
     let mut own = self_families(&runs, build);
     if let Some(pods) = snapshots.pods {
@@ -155,15 +156,15 @@ fn allocation_family(gpu: Option<&GpuSnapshot>, pods: &PodAllocations) -> Metric
 }
 
 /// What the self-metrics say about one collector.
-pub struct CollectorRun {
-    pub name: &'static str,
-    pub success: bool,
-    pub duration_seconds: f64,
-    pub finished_unix_seconds: f64,
+struct CollectorRun {
+    name: &'static str,
+    success: bool,
+    duration_seconds: f64,
+    finished_unix_seconds: f64,
 }
 
 impl CollectorRun {
-    pub fn of<T>(name: &'static str, collected: &Collected<T>) -> Self {
+    fn of<T>(name: &'static str, collected: &Collected<T>) -> Self {
         Self {
             name,
             success: collected.success,
@@ -288,7 +289,7 @@ fn bool_value(value: bool) -> f64 {
 
 /// Build info and the per-collector self-metrics. They are rendered per
 /// scrape because each family spans every collector.
-pub fn self_families(runs: &[CollectorRun], build: &BuildInfo) -> Vec<MetricFamily> {
+fn self_families(runs: &[CollectorRun], build: &BuildInfo) -> Vec<MetricFamily> {
     let build_info = gauge(
         "system_info_exporter_build_info",
         "Version and revision of the exporter; always 1.",

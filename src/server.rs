@@ -12,7 +12,9 @@ use axum::{Json, Router};
 use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 
-use crate::collector::Store;
+use crate::collector::{
+    Collector, Store, gpu::GpuCollector, host::HostCollector, pods::PodCollector,
+};
 use crate::health::{self, Health};
 use crate::render::{self, BuildInfo};
 
@@ -27,7 +29,7 @@ pub struct AppState {
     pub telemetry_path: String,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(landing))
         .route(&state.telemetry_path, get(metrics))
@@ -69,9 +71,9 @@ fn current_health(state: &AppState) -> Health {
     let host = state.store.host.get();
     let gpu = gpu.as_ref().map(|p| &p.collected);
     let mut collectors = vec![
-        health::collector_health("gpu", gpu, state.started, now),
+        health::collector_health(GpuCollector::NAME, gpu, state.started, now),
         health::collector_health(
-            "host",
+            HostCollector::NAME,
             host.as_ref().map(|p| &p.collected),
             state.started,
             now,
@@ -80,7 +82,7 @@ fn current_health(state: &AppState) -> Health {
     if state.pod_attribution {
         let pods = state.store.pods.get();
         collectors.push(health::collector_health(
-            "pods",
+            PodCollector::NAME,
             pods.as_ref().map(|p| &p.collected),
             state.started,
             now,

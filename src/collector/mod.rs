@@ -17,7 +17,7 @@ use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, PodAllocations, Publ
 pub trait Collector: Send + 'static {
     type Output: Send + Sync + 'static;
 
-    /// The `collector` label of the self-metrics.
+    /// Names the collector: its thread and the `collector` label of its self-metrics.
     const NAME: &'static str;
 
     /// Reads the source once. The flag is false when the source could not be
