@@ -14,16 +14,16 @@ use system_info_exporter::collector::Collector;
 use system_info_exporter::collector::gpu::GpuCollector;
 use system_info_exporter::collector::host::HostCollector;
 use system_info_exporter::render::{BuildInfo, Snapshots, prepare, scrape};
-use system_info_exporter::snapshot::{Collected, GpuSnapshot, HostSnapshot};
+use system_info_exporter::snapshot::{Collected, GpuSnapshot, HostSnapshot, Outcome};
 
 fn collected<T>(data: T) -> Collected<T> {
-    Collected {
-        data,
+    let outcome = Outcome {
         success: true,
         duration: Duration::from_millis(1),
         finished_at: SystemTime::now(),
         last_success: Some(SystemTime::now()),
-    }
+    };
+    Collected { data, outcome }
 }
 
 /// Real snapshots, read through the collectors from the test double and this host.

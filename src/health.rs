@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::snapshot::{Collected, GpuSnapshot};
+use crate::snapshot::{Collected, GpuSnapshot, Outcome};
 
 /// A collector that has not finished a collection for this many intervals
 /// is considered stuck, and `/health` fails so that it gets restarted.
@@ -45,18 +45,18 @@ impl Health {
 }
 
 /// The age and outcome of a collector, for `Health`.
-pub fn collector_health<T>(
+pub fn collector_health(
     name: &'static str,
-    collected: Option<&Collected<T>>,
+    outcome: Option<&Outcome>,
     started: SystemTime,
     now: SystemTime,
 ) -> CollectorHealth {
     let age = |at: SystemTime| now.duration_since(at).unwrap_or_default().as_secs_f64();
     CollectorHealth {
         name,
-        success: collected.map(|c| c.success),
-        last_collection_age_seconds: age(collected.map_or(started, |c| c.finished_at)),
-        last_success_age_seconds: collected.and_then(|c| c.last_success).map(age),
+        success: outcome.map(|o| o.success),
+        last_collection_age_seconds: age(outcome.map_or(started, |o| o.finished_at)),
+        last_success_age_seconds: outcome.and_then(|o| o.last_success).map(age),
     }
 }
 
@@ -115,13 +115,13 @@ mod tests {
     use crate::snapshot::GpuStats;
 
     fn collected(data: GpuSnapshot, finished_at: SystemTime) -> Collected<GpuSnapshot> {
-        Collected {
+        let outcome = Outcome {
             success: data.nvml_up,
-            data,
             duration: Duration::ZERO,
             finished_at,
             last_success: None,
-        }
+        };
+        Collected { data, outcome }
     }
 
     #[test]
@@ -131,7 +131,7 @@ mod tests {
         let gpu = collected(GpuSnapshot::default(), start);
         let at = |secs| {
             let now = start + Duration::from_secs(secs);
-            let collectors = vec![collector_health("gpu", Some(&gpu), start, now)];
+            let collectors = vec![collector_health("gpu", Some(&gpu.outcome), start, now)];
             health(Some(&gpu), collectors, interval).status
         };
         assert_eq!(at(15), "ok");

@@ -11,7 +11,9 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, TextEncoder};
 
 use crate::collector::{Collector, gpu::GpuCollector, host::HostCollector, pods::PodCollector};
-use crate::snapshot::{Collected, GpuSnapshot, GpuStats, HostSnapshot, PodAllocations, Published};
+use crate::snapshot::{
+    Collected, GpuSnapshot, GpuStats, HostSnapshot, Outcome, PodAllocations, Published,
+};
 
 /// Version and revision for `system_info_exporter_build_info`.
 #[derive(Debug, Clone)]
@@ -92,17 +94,21 @@ pub struct Snapshots<'a> {
 /// The whole `/metrics` body: the exporter's own metrics, each collector's
 /// prepared exposition, GPU allocations and the process metrics.
 pub fn scrape(snapshots: Snapshots, process: &ProcessCollector, build: &BuildInfo) -> String {
-    let mut runs = Vec::new();
-    if let Some(p) = snapshots.gpu {
-        runs.push(CollectorRun::of(GpuCollector::NAME, &p.collected));
-    }
-    if let Some(p) = snapshots.host {
-        runs.push(CollectorRun::of(HostCollector::NAME, &p.collected));
-    }
-    if let Some(p) = snapshots.pods {
-        runs.push(CollectorRun::of(PodCollector::NAME, &p.collected));
-    }
-    let mut own = self_families(&runs, build);
+    let outcomes: Vec<(&str, &Outcome)> = [
+        snapshots
+            .gpu
+            .map(|p| (GpuCollector::NAME, &p.collected.outcome)),
+        snapshots
+            .host
+            .map(|p| (HostCollector::NAME, &p.collected.outcome)),
+        snapshots
+            .pods
+            .map(|p| (PodCollector::NAME, &p.collected.outcome)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut own = self_families(&outcomes, build);
     if let Some(pods) = snapshots.pods {
         own.push(allocation_family(
             snapshots.gpu.map(|p| &p.collected.data),
@@ -153,29 +159,6 @@ fn allocation_family(gpu: Option<&GpuSnapshot>, pods: &PodAllocations) -> Metric
         );
     }
     family
-}
-
-/// What the self-metrics say about one collector.
-struct CollectorRun {
-    name: &'static str,
-    success: bool,
-    duration_seconds: f64,
-    finished_unix_seconds: f64,
-}
-
-impl CollectorRun {
-    fn of<T>(name: &'static str, collected: &Collected<T>) -> Self {
-        Self {
-            name,
-            success: collected.success,
-            duration_seconds: collected.duration.as_secs_f64(),
-            finished_unix_seconds: collected
-                .finished_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default(),
-        }
-    }
 }
 
 type GpuReading = fn(&GpuStats) -> Option<f64>;
@@ -289,7 +272,7 @@ fn bool_value(value: bool) -> f64 {
 
 /// Build info and the per-collector self-metrics. They are rendered per
 /// scrape because each family spans every collector.
-fn self_families(runs: &[CollectorRun], build: &BuildInfo) -> Vec<MetricFamily> {
+fn self_families(outcomes: &[(&str, &Outcome)], build: &BuildInfo) -> Vec<MetricFamily> {
     let build_info = gauge(
         "system_info_exporter_build_info",
         "Version and revision of the exporter; always 1.",
@@ -311,11 +294,15 @@ fn self_families(runs: &[CollectorRun], build: &BuildInfo) -> Vec<MetricFamily> 
         "Unix time at which the collector's last collection finished.",
         MetricType::GAUGE,
     );
-    for run in runs {
-        let labels = [("collector", run.name)];
-        add(&mut duration, &labels, run.duration_seconds);
-        add(&mut success, &labels, bool_value(run.success));
-        add(&mut timestamp, &labels, run.finished_unix_seconds);
+    for (name, outcome) in outcomes {
+        let labels = [("collector", *name)];
+        let finished = outcome
+            .finished_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        add(&mut duration, &labels, outcome.duration.as_secs_f64());
+        add(&mut success, &labels, bool_value(outcome.success));
+        add(&mut timestamp, &labels, finished.as_secs_f64());
     }
     vec![build_info, duration, success, timestamp]
 }
@@ -539,13 +526,13 @@ mod tests {
     use crate::snapshot::{ClockReading, DriverInfo, GpuIdentity, GpuMemory};
 
     fn collected<T>(data: T, success: bool) -> Collected<T> {
-        Collected {
-            data,
+        let outcome = Outcome {
             success,
             duration: Duration::from_millis(3),
             finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             last_success: None,
-        }
+        };
+        Collected { data, outcome }
     }
 
     fn gpu(index: u32) -> GpuStats {

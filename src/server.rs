@@ -67,28 +67,36 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 fn current_health(state: &AppState) -> Health {
     let now = SystemTime::now();
-    let gpu = state.store.gpu.get();
-    let host = state.store.host.get();
-    let gpu = gpu.as_ref().map(|p| &p.collected);
+    let (gpu, host, pods) = (
+        state.store.gpu.get(),
+        state.store.host.get(),
+        state.store.pods.get(),
+    );
     let mut collectors = vec![
-        health::collector_health(GpuCollector::NAME, gpu, state.started, now),
-        health::collector_health(
+        (
+            GpuCollector::NAME,
+            gpu.as_ref().map(|p| &p.collected.outcome),
+        ),
+        (
             HostCollector::NAME,
-            host.as_ref().map(|p| &p.collected),
-            state.started,
-            now,
+            host.as_ref().map(|p| &p.collected.outcome),
         ),
     ];
     if state.pod_attribution {
-        let pods = state.store.pods.get();
-        collectors.push(health::collector_health(
+        collectors.push((
             PodCollector::NAME,
-            pods.as_ref().map(|p| &p.collected),
-            state.started,
-            now,
+            pods.as_ref().map(|p| &p.collected.outcome),
         ));
     }
-    health::health(gpu, collectors, state.interval)
+    let collectors = collectors
+        .into_iter()
+        .map(|(name, outcome)| health::collector_health(name, outcome, state.started, now))
+        .collect();
+    health::health(
+        gpu.as_ref().map(|p| &p.collected),
+        collectors,
+        state.interval,
+    )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {

@@ -3,10 +3,16 @@
 
 use std::time::{Duration, SystemTime};
 
-/// One collector's latest result, with the self-metrics that describe it.
+/// One collector's latest result.
 #[derive(Debug, Clone)]
 pub struct Collected<T> {
     pub data: T,
+    pub outcome: Outcome,
+}
+
+/// How a collection went: what the self-metrics and `/health` report.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
     /// False when the source could not be read at all (e.g. NVML unavailable).
     pub success: bool,
     pub duration: Duration,

@@ -306,3 +306,35 @@ fn read_gpu(index: u32, device: &Device, identity: &mut Option<GpuIdentity>) -> 
     }
     gpu
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initialisation_is_retried_with_a_doubling_backoff_capped_at_a_minute() {
+        let mut gpu = GpuCollector::new(
+            Some("/nonexistent/libnvidia-ml.so.1".into()),
+            Duration::from_secs(5),
+        );
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let before = Instant::now();
+            let (snapshot, success) = gpu.collect();
+            assert!(!success && !snapshot.nvml_up);
+            assert!(
+                snapshot
+                    .nvml_error
+                    .as_deref()
+                    .unwrap()
+                    .contains("libnvidia-ml.so.1")
+            );
+            waits.push((gpu.next_init_attempt - before).as_secs());
+            // Before the next attempt is due, nothing is tried and the error stays.
+            let (waiting, _) = gpu.collect();
+            assert_eq!(waiting.nvml_error, snapshot.nvml_error);
+            gpu.next_init_attempt = Instant::now();
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, PodAllocations, Published};
+use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, Outcome, PodAllocations, Published};
 
 /// A source of metrics.
 pub trait Collector: Send + 'static {
@@ -96,10 +96,12 @@ pub fn spawn<C: Collector>(
                 }
                 publish(Collected {
                     data,
-                    success,
-                    duration: started.elapsed(),
-                    finished_at,
-                    last_success,
+                    outcome: Outcome {
+                        success,
+                        duration: started.elapsed(),
+                        finished_at,
+                        last_success,
+                    },
                 });
                 let wait = interval.saturating_sub(started.elapsed());
                 match stopped.recv_timeout(wait) {

@@ -351,22 +351,23 @@ fn require(present: bool, what: &str, install: &str) -> bool {
     present
 }
 
+/// Whether a shell snippet runs successfully, quietly.
+fn shell_succeeds(script: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// An external program, e.g. `require_tool("promtool", "apt-get install prometheus")`.
 pub fn require_tool(tool: &str, install: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require(found, tool, install)
+    require(shell_succeeds(&format!("command -v {tool}")), tool, install)
 }
 
 /// A Python module, e.g. `require_python_module("yaml", "pip install pyyaml")`.
 pub fn require_python_module(module: &str, install: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = shell_succeeds(&format!("python3 -c 'import {module}'"));
     require(found, &format!("the Python module {module}"), install)
 }
