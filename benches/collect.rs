@@ -1,86 +1,82 @@
-//! `cargo bench`: a scrape (the `/metrics` body) and the per-collection
-//! rendering for 1, 8 and 64 GPUs plus the host, and one full collection of
-//! each collector (the GPU one against the NVML test double).
+//! `cargo bench`: a scrape (the `/metrics` body) with 1, 8 and 64 GPUs plus
+//! the host, the encoding of one collection's samples, and one full
+//! collection of each collector (the GPU one against the NVML test double).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use prometheus::process_collector::ProcessCollector;
-use system_info_exporter::collector::Collector;
 use system_info_exporter::collector::gpu::GpuCollector;
 use system_info_exporter::collector::host::HostCollector;
-use system_info_exporter::render::{BuildInfo, Snapshots, prepare, scrape};
-use system_info_exporter::snapshot::{Collected, GpuSnapshot, HostSnapshot, Outcome};
+use system_info_exporter::collector::{Collector, Latest, Shared, Slot};
+use system_info_exporter::exposition::Samples;
+use system_info_exporter::render::{BuildInfo, scrape};
+use system_info_exporter::snapshot::{Outcome, Published};
 
-fn collected<T>(data: T) -> Collected<T> {
+fn gpu_collector(gpus: usize) -> GpuCollector {
+    let config =
+        common::DoubleConfig::new(&format!("bench-{gpus}"), &format!("gpu_count = {gpus}\n"));
+    // SAFETY: set before any thread of this benchmark reads the environment.
+    unsafe { std::env::set_var("NVML_DOUBLE_CONFIG", &config.path) };
+    let library = common::nvml_double(common::Driver::Current);
+    GpuCollector::new(
+        Some(library.into()),
+        Duration::from_secs(1),
+        Arc::new(Shared::default()),
+    )
+}
+
+/// One collection's samples, read through the collector.
+fn collect(collector: &mut dyn Collector) -> Samples {
+    let mut samples = Samples::default();
+    assert!(collector.collect(&mut samples), "the source did not answer");
+    samples
+}
+
+fn slot(name: &'static str, samples: &Samples) -> Slot {
+    let latest = Arc::new(Latest::default());
     let outcome = Outcome {
         success: true,
         duration: Duration::from_millis(1),
         finished_at: SystemTime::now(),
         last_success: Some(SystemTime::now()),
     };
-    Collected { data, outcome }
-}
-
-/// Real snapshots, read through the collectors from the test double and this host.
-fn snapshots(gpus: usize) -> (Collected<GpuSnapshot>, Collected<HostSnapshot>) {
-    let config =
-        common::DoubleConfig::new(&format!("bench-{gpus}"), &format!("gpu_count = {gpus}\n"));
-    // SAFETY: set before any thread of this benchmark reads the environment.
-    unsafe { std::env::set_var("NVML_DOUBLE_CONFIG", &config.path) };
-    let library = common::nvml_double(common::Driver::Current);
-    let mut gpu = GpuCollector::new(Some(library.into()), Duration::from_secs(1));
-    let (gpu_snapshot, ok) = gpu.collect();
-    assert!(
-        ok && gpu_snapshot.gpus.len() == gpus,
-        "the test double did not answer"
-    );
-    let mut host = HostCollector::new(None).unwrap();
-    (collected(gpu_snapshot), collected(host.collect().0))
+    latest.set(Published {
+        outcome,
+        exposition: samples.encode(),
+    });
+    Slot { name, latest }
 }
 
 fn rendering(c: &mut Criterion) {
     let process = ProcessCollector::for_self();
+    let host = collect(&mut HostCollector::new(None).unwrap());
     for gpus in [1, 8, 64] {
-        let (gpu, host) = snapshots(gpus);
+        let gpu = collect(&mut gpu_collector(gpus));
         c.bench_with_input(
-            BenchmarkId::new("prepare_gpu_and_host", gpus),
+            BenchmarkId::new("encode_gpu_and_host", gpus),
             &gpus,
-            |b, _| {
-                b.iter_batched(
-                    || (gpu.clone(), host.clone()),
-                    |(gpu, host)| black_box((prepare(gpu), prepare(host))),
-                    BatchSize::SmallInput,
-                )
-            },
+            |b, _| b.iter(|| black_box((gpu.encode(), host.encode()))),
         );
-        let (gpu, host) = (prepare(gpu), prepare(host));
+        let slots = [slot("gpu", &gpu), slot("host", &host)];
         c.bench_with_input(BenchmarkId::new("scrape", gpus), &gpus, |b, _| {
-            let snapshots = Snapshots {
-                gpu: Some(&gpu),
-                host: Some(&host),
-                pods: None,
-            };
-            b.iter(|| black_box(scrape(snapshots, &process, &BuildInfo::CURRENT)))
+            b.iter(|| black_box(scrape(&slots, &process, &BuildInfo::CURRENT)))
         });
     }
 }
 
 fn collection(c: &mut Criterion) {
-    let config = common::DoubleConfig::new("bench-collect", "gpu_count = 8\n");
-    // SAFETY: set before any thread of this benchmark reads the environment.
-    unsafe { std::env::set_var("NVML_DOUBLE_CONFIG", &config.path) };
-    let library = common::nvml_double(common::Driver::Current);
-    let mut gpu = GpuCollector::new(Some(library.into()), Duration::from_secs(1));
+    let mut gpu = gpu_collector(8);
     c.bench_function("collect_gpu_8_test_double", |b| {
-        b.iter(|| black_box(gpu.collect()))
+        b.iter(|| black_box(collect(&mut gpu)))
     });
     let mut host = HostCollector::new(None).unwrap();
-    c.bench_function("collect_host", |b| b.iter(|| black_box(host.collect())));
+    c.bench_function("collect_host", |b| b.iter(|| black_box(collect(&mut host))));
 }
 
 criterion_group!(benches, rendering, collection);

@@ -8,18 +8,12 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cli::Options;
-use crate::collector::{
-    self, Collector, Latest, Running, Store, gpu::GpuCollector, host::HostCollector,
-    pods::PodCollector,
-};
-use crate::render::{self, BuildInfo, Families};
+use crate::collector::{self, Setup, Shared};
+use crate::render::BuildInfo;
 use crate::server::{self, AppState};
 
 /// How long shutdown waits for a collector that is inside a driver call.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Longest wait for the kubelet's answer; a slow kubelet never delays other collectors.
-const POD_RESOURCES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
 pub fn run(options: Options) -> Result<(), String> {
@@ -33,38 +27,22 @@ pub fn run(options: Options) -> Result<(), String> {
         format!("cannot listen on {address}: {e}; is another process using the port? Pick another with --web.listen-address")
     })?;
 
-    let store = Arc::new(Store::default());
     let interval = options.collect_interval;
-    let gpu = GpuCollector::new(options.nvml_library.map(Into::into), interval);
-    let host = HostCollector::new(options.host_name)
-        .map_err(|e| format!("cannot read host statistics: {e}"))?;
-    let pods = PodCollector::new(
-        options.pod_resources_socket,
-        interval.min(POD_RESOURCES_TIMEOUT),
-    )
-    .map_err(|e| format!("cannot start pod attribution: {e}"))?;
-    let pod_attribution = pods.is_some();
-
-    let mut collectors = vec![
-        start(gpu, interval, &store, |s| &s.gpu),
-        start(host, interval, &store, |s| &s.host),
-    ];
-    if let Some(pods) = pods {
-        collectors.push(start(pods, interval, &store, |s| &s.pods));
-    }
-    let collectors = collectors
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot start a collector thread: {e}"))?;
+    let shared = Arc::new(Shared::default());
+    let setup = Setup {
+        options: &options,
+        shared: &shared,
+    };
+    let (slots, collectors) = collector::start_all(&setup, interval)?;
 
     let state = Arc::new(AppState {
-        store,
+        slots,
+        shared,
         process: ProcessCollector::for_self(),
         interval,
         require_gpu: options.require_gpu,
-        pod_attribution,
         started: SystemTime::now(),
-        telemetry_path: options.telemetry_path,
+        telemetry_path: options.telemetry_path.clone(),
     });
     info!(%address, ?interval, version = BuildInfo::CURRENT.version, "serving metrics");
     let served = runtime.block_on(server::serve(listener, state, shutdown_signal()));
@@ -78,24 +56,6 @@ pub fn run(options: Options) -> Result<(), String> {
     served.map_err(|e| format!("HTTP server failed: {e}"))?;
     info!("shut down");
     Ok(())
-}
-
-/// Starts `collector` on its own thread, publishing each result, rendered,
-/// into its slot of the store.
-fn start<C>(
-    collector: C,
-    interval: Duration,
-    store: &Arc<Store>,
-    slot: fn(&Store) -> &Latest<C::Output>,
-) -> std::io::Result<Running>
-where
-    C: Collector,
-    C::Output: Families,
-{
-    let store = store.clone();
-    collector::spawn(collector, interval, move |collected| {
-        slot(&store).set(render::prepare(collected))
-    })
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::snapshot::{Collected, GpuSnapshot, Outcome};
+use crate::snapshot::{GpuState, GpuStatus, Outcome};
 
 /// A collector that has not finished a collection for this many intervals
 /// is considered stuck, and `/health` fails so that it gets restarted.
@@ -18,6 +18,9 @@ pub struct Health {
     pub nvml: NvmlHealth,
     pub gpu_count: usize,
     pub gpus_lost: usize,
+    /// Each GPU: index, uuid, whether it answers, and whether its XID and
+    /// ECC events are watched.
+    pub gpus: Vec<GpuState>,
     pub collectors: Vec<CollectorHealth>,
 }
 
@@ -61,7 +64,7 @@ pub fn collector_health(
 }
 
 pub fn health(
-    gpu: Option<&Collected<GpuSnapshot>>,
+    gpu: Option<&GpuStatus>,
     collectors: Vec<CollectorHealth>,
     interval: Duration,
 ) -> Health {
@@ -69,36 +72,36 @@ pub fn health(
     let stale = collectors
         .iter()
         .any(|c| c.last_collection_age_seconds > limit);
-    let gpu = gpu.map(|c| &c.data);
     Health {
         status: if stale { "stale" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
         nvml: NvmlHealth {
             up: gpu.is_some_and(|g| g.nvml_up),
-            driver_version: gpu
-                .and_then(|g| g.driver.as_ref())
-                .map(|d| d.driver_version.clone()),
+            driver_version: gpu.and_then(|g| g.driver_version.clone()),
             error: gpu.and_then(|g| g.nvml_error.clone()),
         },
         gpu_count: gpu.map_or(0, |g| g.gpus.len()),
-        gpus_lost: gpu.map_or(0, GpuSnapshot::gpus_lost),
+        gpus_lost: gpu.map_or(0, GpuStatus::gpus_lost),
+        gpus: gpu.map(|g| g.gpus.clone()).unwrap_or_default(),
         collectors,
     }
 }
 
 /// Why the exporter is not ready, or `None` when it is.
 pub fn not_ready_reason(
-    gpu: Option<&Collected<GpuSnapshot>>,
-    host_collected: bool,
+    gpu: Option<&GpuStatus>,
+    all_collected: bool,
     require_gpu: bool,
 ) -> Option<String> {
-    let Some(gpu) = gpu.filter(|_| host_collected) else {
+    if !all_collected {
         return Some("the first collection has not finished yet".to_owned());
-    };
+    }
     if !require_gpu {
         return None;
     }
-    let gpu = &gpu.data;
+    let Some(gpu) = gpu else {
+        return Some("NVML is unavailable: not initialised yet".to_owned());
+    };
     if !gpu.nvml_up {
         let error = gpu.nvml_error.as_deref().unwrap_or("not initialised yet");
         return Some(format!("NVML is unavailable: {error}"));
@@ -112,27 +115,21 @@ pub fn not_ready_reason(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::GpuStats;
-
-    fn collected(data: GpuSnapshot, finished_at: SystemTime) -> Collected<GpuSnapshot> {
-        let outcome = Outcome {
-            success: data.nvml_up,
-            duration: Duration::ZERO,
-            finished_at,
-            last_success: None,
-        };
-        Collected { data, outcome }
-    }
 
     #[test]
     fn goes_stale_after_three_intervals_without_a_collection() {
         let start = SystemTime::UNIX_EPOCH;
         let interval = Duration::from_secs(5);
-        let gpu = collected(GpuSnapshot::default(), start);
+        let outcome = Outcome {
+            success: true,
+            duration: Duration::ZERO,
+            finished_at: start,
+            last_success: None,
+        };
         let at = |secs| {
             let now = start + Duration::from_secs(secs);
-            let collectors = vec![collector_health("gpu", Some(&gpu.outcome), start, now)];
-            health(Some(&gpu), collectors, interval).status
+            let collectors = vec![collector_health("gpu", Some(&outcome), start, now)];
+            health(None, collectors, interval).status
         };
         assert_eq!(at(15), "ok");
         assert_eq!(at(16), "stale");
@@ -140,9 +137,9 @@ mod tests {
 
     #[test]
     fn readiness_follows_require_gpu() {
-        let now = SystemTime::now();
-        let no_nvml = collected(GpuSnapshot::default(), now);
-        assert!(not_ready_reason(None, true, false).is_some());
+        let no_nvml = GpuStatus::default();
+        assert_eq!(not_ready_reason(None, true, false), None);
+        assert!(not_ready_reason(None, true, true).is_some());
         assert!(not_ready_reason(Some(&no_nvml), false, false).is_some());
         assert_eq!(not_ready_reason(Some(&no_nvml), true, false), None);
         assert!(
@@ -151,16 +148,11 @@ mod tests {
                 .contains("NVML")
         );
 
-        let lost = GpuStats {
-            up: false,
-            ..GpuStats::default()
-        };
-        let with_lost = GpuSnapshot {
+        let with_lost = GpuStatus {
             nvml_up: true,
-            gpus: vec![lost],
-            ..GpuSnapshot::default()
+            gpus: vec![GpuState::default()],
+            ..GpuStatus::default()
         };
-        let with_lost = collected(with_lost, now);
         assert_eq!(
             not_ready_reason(Some(&with_lost), true, true).as_deref(),
             Some("1 GPU(s) lost")

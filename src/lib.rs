@@ -1,11 +1,13 @@
 //! system-info-exporter: NVIDIA GPU metrics (NVML) and host statistics for
 //! Prometheus. The binary in `main.rs` only parses flags and calls [`app::run`];
-//! the library exists so that benchmarks can drive the collectors and the
-//! renderer directly.
+//! the library exists so that benchmarks and tests can drive the collectors
+//! and the renderer directly.
 
 pub mod app;
+pub mod catalogue;
 pub mod cli;
 pub mod collector;
+pub mod exposition;
 pub mod health;
 pub mod healthcheck;
 pub mod render;

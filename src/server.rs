@@ -12,19 +12,17 @@ use axum::{Json, Router};
 use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 
-use crate::collector::{
-    Collector, Store, gpu::GpuCollector, host::HostCollector, pods::PodCollector,
-};
+use crate::collector::{Shared, Slot};
 use crate::health::{self, Health};
 use crate::render::{self, BuildInfo};
 
 pub struct AppState {
-    pub store: Arc<Store>,
+    /// The running collectors' latest results.
+    pub slots: Vec<Slot>,
+    pub shared: Arc<Shared>,
     pub process: ProcessCollector,
     pub interval: Duration,
     pub require_gpu: bool,
-    /// Whether the pod-resources collector runs.
-    pub pod_attribution: bool,
     pub started: SystemTime,
     pub telemetry_path: String,
 }
@@ -51,52 +49,23 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let (gpu, host, pods) = (
-        state.store.gpu.get(),
-        state.store.host.get(),
-        state.store.pods.get(),
-    );
-    let snapshots = render::Snapshots {
-        gpu: gpu.as_deref(),
-        host: host.as_deref(),
-        pods: pods.as_deref(),
-    };
-    let body = render::scrape(snapshots, &state.process, &BuildInfo::CURRENT);
+    let body = render::scrape(&state.slots, &state.process, &BuildInfo::CURRENT);
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 
 fn current_health(state: &AppState) -> Health {
     let now = SystemTime::now();
-    let (gpu, host, pods) = (
-        state.store.gpu.get(),
-        state.store.host.get(),
-        state.store.pods.get(),
-    );
-    let mut collectors = vec![
-        (
-            GpuCollector::NAME,
-            gpu.as_ref().map(|p| &p.collected.outcome),
-        ),
-        (
-            HostCollector::NAME,
-            host.as_ref().map(|p| &p.collected.outcome),
-        ),
-    ];
-    if state.pod_attribution {
-        collectors.push((
-            PodCollector::NAME,
-            pods.as_ref().map(|p| &p.collected.outcome),
-        ));
-    }
-    let collectors = collectors
-        .into_iter()
-        .map(|(name, outcome)| health::collector_health(name, outcome, state.started, now))
+    let collectors = state
+        .slots
+        .iter()
+        .map(|slot| {
+            let published = slot.latest.get();
+            let outcome = published.as_ref().map(|p| &p.outcome);
+            health::collector_health(slot.name, outcome, state.started, now)
+        })
         .collect();
-    health::health(
-        gpu.as_ref().map(|p| &p.collected),
-        collectors,
-        state.interval,
-    )
+    let gpu = state.shared.gpu.get();
+    health::health(gpu.as_deref(), collectors, state.interval)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
@@ -110,13 +79,9 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    let gpu = state.store.gpu.get();
-    let host_collected = state.store.host.get().is_some();
-    match health::not_ready_reason(
-        gpu.as_ref().map(|p| &p.collected),
-        host_collected,
-        state.require_gpu,
-    ) {
+    let all_collected = state.slots.iter().all(|slot| slot.latest.get().is_some());
+    let gpu = state.shared.gpu.get();
+    match health::not_ready_reason(gpu.as_deref(), all_collected, state.require_gpu) {
         None => (StatusCode::OK, "ready\n".to_owned()),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

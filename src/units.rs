@@ -4,10 +4,6 @@ pub fn milliwatts_to_watts(milliwatts: u32) -> f64 {
     f64::from(milliwatts) / 1e3
 }
 
-pub fn millijoules_to_joules(millijoules: u64) -> f64 {
-    millijoules as f64 / 1e3
-}
-
 pub fn megahertz_to_hertz(megahertz: u32) -> f64 {
     f64::from(megahertz) * 1e6
 }
@@ -28,7 +24,6 @@ mod tests {
     #[test]
     fn converts_to_base_units() {
         assert_eq!(milliwatts_to_watts(250_500), 250.5);
-        assert_eq!(millijoules_to_joules(1_234_567), 1234.567);
         assert_eq!(megahertz_to_hertz(1410), 1.41e9);
         assert_eq!(percent_to_ratio(87), 0.87);
         assert_eq!(percent_to_ratio(0), 0.0);

@@ -98,7 +98,11 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboard_alerts_and_docs_name_only_exported_metrics() {
-    let config = DoubleConfig::new("deploy-names", "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
+    // GPU 0 has NVLink and reports an XID, so that every GPU family is there.
+    let config = DoubleConfig::new(
+        "deploy-names",
+        "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\ngpu.0.nvlinks = 2\ngpu.0.xid = 13\n",
+    );
     let (_kubelet, socket_arg) =
         kubelet::holding("names", "GPU-00000000-0000-4000-8000-000000000000");
     let args = [
@@ -108,8 +112,10 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
-    let scrape = exporter.scrape_until("every collector", |s| {
-        s.has("nvidia_gpu_allocation_info") && s.has("host_info")
+    let scrape = exporter.scrape_until("every collector and the XID", |s| {
+        s.has("nvidia_gpu_allocation_info")
+            && s.has("host_info")
+            && s.has("nvidia_gpu_last_xid_timestamp_seconds")
     });
     let exported: BTreeSet<&str> = scrape.samples.iter().map(|s| s.name.as_str()).collect();
 

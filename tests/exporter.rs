@@ -62,6 +62,39 @@ gpu.1.max_clock.3 = 1755
 gpu.1.fans = 1
 gpu.1.fan_speed.0 = 64
 gpu.1.pstate = 2
+gpu.1.memory_temperature = 58
+gpu.1.threshold.0 = 97
+gpu.1.threshold.1 = 94
+gpu.1.threshold.2 = 100
+gpu.1.threshold.3 = 91
+gpu.1.pcie_generation = 3
+gpu.1.pcie_max_generation = 5
+gpu.1.pcie_width = 8
+gpu.1.pcie_max_width = 16
+gpu.1.pcie_replay = 7
+gpu.1.ecc_sbe_volatile = 11
+gpu.1.ecc_dbe_volatile = 2
+gpu.1.ecc_sbe_aggregate = 1234
+gpu.1.ecc_dbe_aggregate = 5
+gpu.1.retired_sbe = 3
+gpu.1.retired_dbe = 1
+gpu.1.retired_pending = 1
+gpu.1.remapped_cor = 4
+gpu.1.remapped_unc = 1
+gpu.1.remap_pending = 1
+gpu.1.remap_failure = 1
+gpu.1.recovery_action = 4
+gpu.1.clock_event_reasons = 0x44
+gpu.1.supported_clock_event_reasons = 0xff
+gpu.1.violation.0 = 2500000000
+gpu.1.violation.1 = 1000000000
+gpu.1.violation.7 = 30000000000
+gpu.1.nvlinks = 2
+gpu.1.nvlink_state.1 = 0
+gpu.1.nvlink_crc_flit.0 = 3
+gpu.1.nvlink_crc_data.1 = 4
+gpu.1.nvlink_replay.0 = 5
+gpu.1.nvlink_recovery.1 = 6
 ";
 
 #[test]
@@ -101,10 +134,152 @@ fn reports_every_gpu_reading_in_base_units() {
         ("nvidia_gpu_encoder_utilization_ratio", 0.12),
         ("nvidia_gpu_decoder_utilization_ratio", 0.03),
         ("nvidia_gpu_performance_state", 2.0),
+        ("nvidia_gpu_memory_temperature_celsius", 58.0),
+        ("nvidia_gpu_pcie_link_generation", 3.0),
+        ("nvidia_gpu_pcie_link_max_generation", 5.0),
+        ("nvidia_gpu_pcie_link_width", 8.0),
+        ("nvidia_gpu_pcie_link_max_width", 16.0),
+        ("nvidia_gpu_pcie_replay_errors_total", 7.0),
+        ("nvidia_gpu_ecc_enabled", 1.0),
+        ("nvidia_gpu_retired_pages_pending", 1.0),
+        ("nvidia_gpu_row_remap_pending", 1.0),
+        ("nvidia_gpu_row_remap_failed", 1.0),
     ];
     for (name, value) in expected {
         assert_eq!(s.value(name, &GPU1), Some(value), "{name}");
     }
+    let labelled = [
+        (
+            "nvidia_gpu_temperature_threshold_celsius",
+            "threshold",
+            "shutdown",
+            97.0,
+        ),
+        (
+            "nvidia_gpu_temperature_threshold_celsius",
+            "threshold",
+            "slowdown",
+            94.0,
+        ),
+        (
+            "nvidia_gpu_temperature_threshold_celsius",
+            "threshold",
+            "memory_max",
+            100.0,
+        ),
+        (
+            "nvidia_gpu_temperature_threshold_celsius",
+            "threshold",
+            "gpu_max",
+            91.0,
+        ),
+        ("nvidia_gpu_ecc_errors_total", "type", "corrected", 11.0),
+        ("nvidia_gpu_ecc_errors_total", "type", "uncorrected", 2.0),
+        (
+            "nvidia_gpu_ecc_errors_aggregate_total",
+            "type",
+            "corrected",
+            1234.0,
+        ),
+        (
+            "nvidia_gpu_ecc_errors_aggregate_total",
+            "type",
+            "uncorrected",
+            5.0,
+        ),
+        ("nvidia_gpu_retired_pages", "cause", "single_bit_ecc", 3.0),
+        ("nvidia_gpu_retired_pages", "cause", "double_bit_ecc", 1.0),
+        ("nvidia_gpu_remapped_rows_total", "type", "correctable", 4.0),
+        (
+            "nvidia_gpu_remapped_rows_total",
+            "type",
+            "uncorrectable",
+            1.0,
+        ),
+        ("nvidia_gpu_clock_event_active", "reason", "gpu_idle", 0.0),
+        (
+            "nvidia_gpu_clock_event_active",
+            "reason",
+            "sw_power_cap",
+            1.0,
+        ),
+        (
+            "nvidia_gpu_clock_event_active",
+            "reason",
+            "hw_thermal_slowdown",
+            1.0,
+        ),
+        (
+            "nvidia_gpu_clock_event_active",
+            "reason",
+            "hw_slowdown",
+            0.0,
+        ),
+        ("nvidia_gpu_throttled_seconds_total", "reason", "power", 2.5),
+        (
+            "nvidia_gpu_throttled_seconds_total",
+            "reason",
+            "thermal",
+            1.0,
+        ),
+        (
+            "nvidia_gpu_throttled_seconds_total",
+            "reason",
+            "sync_boost",
+            0.0,
+        ),
+        (
+            "nvidia_gpu_throttled_seconds_total",
+            "reason",
+            "base_clocks",
+            30.0,
+        ),
+        ("nvidia_gpu_recovery_action", "action", "none", 0.0),
+        (
+            "nvidia_gpu_recovery_action",
+            "action",
+            "drain_and_reset",
+            1.0,
+        ),
+        ("nvidia_gpu_recovery_action", "action", "gpu_reset", 0.0),
+    ];
+    for (name, label, value, expected) in labelled {
+        let labels = [GPU1[0], GPU1[1], (label, value)];
+        assert_eq!(
+            s.value(name, &labels),
+            Some(expected),
+            "{name}{{{label}={value}}}"
+        );
+    }
+    // Only the clock-event reasons the GPU supports are exported.
+    assert_eq!(s.find("nvidia_gpu_clock_event_active", &GPU1).len(), 8);
+    assert_eq!(s.find("nvidia_gpu_clock_event_active", &GPU0).len(), 9);
+    assert_eq!(s.find("nvidia_gpu_throttled_seconds_total", &GPU1).len(), 8);
+    assert_eq!(s.find("nvidia_gpu_recovery_action", &GPU1).len(), 5);
+    for (link, up, errors) in [
+        ("0", 1.0, [3.0, 0.0, 5.0, 0.0]),
+        ("1", 0.0, [0.0, 4.0, 0.0, 6.0]),
+    ] {
+        let labels = [GPU1[0], GPU1[1], ("link", link)];
+        assert_eq!(
+            s.value("nvidia_gpu_nvlink_up", &labels),
+            Some(up),
+            "link {link}"
+        );
+        for (kind, value) in ["crc_flit", "crc_data", "replay", "recovery"]
+            .iter()
+            .zip(errors)
+        {
+            let labels = [GPU1[0], GPU1[1], ("link", link), ("type", kind)];
+            assert_eq!(
+                s.value("nvidia_gpu_nvlink_errors_total", &labels),
+                Some(value),
+                "link {link} {kind}"
+            );
+        }
+    }
+    // A GPU without NVLink has no link series.
+    assert!(s.find("nvidia_gpu_nvlink_up", &GPU0).is_empty());
     for (clock, current, max) in [
         ("graphics", 1980e6, 1980e6),
         ("sm", 1980e6, 1980e6),
@@ -136,12 +311,23 @@ fn reports_every_gpu_reading_in_base_units() {
     assert_eq!(s.value("nvidia_gpu_temperature_celsius", &GPU0), Some(40.0));
     assert_eq!(s.value("nvidia_gpu_power_usage_watts", &GPU0), Some(100.0));
 
-    // Per-GPU series carry exactly gpu and uuid (plus clock or fan).
+    // Per-GPU series carry gpu and uuid, plus only their own labels.
     for sample in s.samples.iter().filter(|s| {
         s.name.starts_with("nvidia_gpu_") && s.name != "nvidia_gpu_info" && s.name != "nvidia_gpus"
     }) {
         let mut keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
-        keys.retain(|k| *k != "clock" && *k != "fan");
+        let own = [
+            "clock",
+            "fan",
+            "threshold",
+            "type",
+            "cause",
+            "reason",
+            "action",
+            "link",
+            "xid",
+        ];
+        keys.retain(|k| !own.contains(k));
         assert_eq!(keys, ["gpu", "uuid"], "{}", sample.name);
     }
     assert_eq!(
@@ -231,7 +417,9 @@ fn a_gpu_lost_after_start_keeps_its_uuid() {
 fn an_unsupported_field_is_omitted_not_zeroed() {
     let config = DoubleConfig::new(
         "unsupported",
-        "gpu_count = 2\ngpu.0.unsupported = power_usage fans encoder\n",
+        "gpu_count = 2\ngpu.0.unsupported = power_usage fans encoder pcie ecc_mode \
+         temperature_threshold clock_event_reasons memory_temperature recovery_action \
+         violation remapped_cor\n",
     );
     let exporter = start(Driver::Current, &config, &[]);
     let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
@@ -240,6 +428,14 @@ fn an_unsupported_field_is_omitted_not_zeroed() {
         "nvidia_gpu_power_usage_watts",
         "nvidia_gpu_fan_speed_ratio",
         "nvidia_gpu_encoder_utilization_ratio",
+        "nvidia_gpu_pcie_link_generation",
+        "nvidia_gpu_pcie_link_max_width",
+        "nvidia_gpu_ecc_enabled",
+        "nvidia_gpu_temperature_threshold_celsius",
+        "nvidia_gpu_clock_event_active",
+        "nvidia_gpu_memory_temperature_celsius",
+        "nvidia_gpu_recovery_action",
+        "nvidia_gpu_throttled_seconds_total",
     ] {
         assert!(
             s.find(name, &[("gpu", "0")]).is_empty(),
@@ -254,6 +450,17 @@ fn an_unsupported_field_is_omitted_not_zeroed() {
         s.value("nvidia_gpu_power_limit_watts", &[("gpu", "0")]),
         Some(400.0)
     );
+    // One unsupported field of a batch leaves the others of that batch.
+    let remapped = |kind| [("gpu", "0"), ("type", kind)];
+    assert_eq!(
+        s.find("nvidia_gpu_remapped_rows_total", &remapped("correctable"))
+            .len(),
+        0
+    );
+    assert_eq!(
+        s.value("nvidia_gpu_remapped_rows_total", &remapped("uncorrectable")),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -262,8 +469,16 @@ fn symbols_missing_from_an_older_driver_are_omitted() {
     let exporter = start(Driver::Legacy, &config, &["--require-gpu"]);
     let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
     assert_eq!(s.value("nvidia_gpu_up", &GPU0), Some(1.0));
-    assert!(!s.has("nvidia_gpu_energy_consumption_joules_total"));
-    assert!(!s.has("nvidia_gpu_fan_speed_ratio"));
+    // No nvmlDeviceGetFieldValues: every field-value reading is omitted.
+    for name in [
+        "nvidia_gpu_energy_consumption_joules_total",
+        "nvidia_gpu_fan_speed_ratio",
+        "nvidia_gpu_ecc_errors_total",
+        "nvidia_gpu_throttled_seconds_total",
+        "nvidia_gpu_memory_temperature_celsius",
+    ] {
+        assert!(!s.has(name), "{name}");
+    }
     assert_eq!(s.value("nvidia_gpu_temperature_celsius", &GPU0), Some(40.0));
     assert_eq!(exporter.get("/ready").unwrap().status, 200);
 }
@@ -315,7 +530,12 @@ fn without_nvml_host_metrics_are_served_and_readiness_depends_on_require_gpu() {
     );
 
     // The error is logged once, not once per retry.
-    std::thread::sleep(Duration::from_secs(2));
+    plain.scrape_until("three attempts to initialise NVML", |s| {
+        s.value(
+            "system_info_exporter_nvml_calls_total",
+            &[("phase", "init")],
+        ) >= Some(3.0)
+    });
     assert_eq!(
         plain.log().matches("NVML is unavailable").count(),
         1,
@@ -404,11 +624,11 @@ fn http_routes_and_methods() {
     assert_eq!(http("POST", &exporter.url("/health")).unwrap().status, 405);
     assert_eq!(http("HEAD", &exporter.url("/metrics")).unwrap().status, 200);
     let metrics = exporter.get("/metrics").unwrap();
-    assert!(
-        metrics
-            .body
-            .contains("system_info_exporter_build_info{version=\"0.1.0\"")
+    let version = format!(
+        "system_info_exporter_build_info{{version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
     );
+    assert!(metrics.body.contains(&version), "{}", metrics.body);
 }
 
 #[test]
@@ -454,7 +674,7 @@ fn invalid_flags_exit_2_with_a_message_naming_the_flag() {
     let version = run(&["--version"]);
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
-        "system-info-exporter 0.1.0"
+        format!("system-info-exporter {}", env!("CARGO_PKG_VERSION"))
     );
 }
 
@@ -530,15 +750,18 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         })
         .collect();
 
-    // Every reading offered, a lost GPU and a kubelet, so every family is present.
+    // Every reading offered, an XID, a lost GPU and a kubelet, so every family is present.
     let config = DoubleConfig::new(
         "doc",
-        &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\n"),
+        &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\ngpu.0.xid = 13\n"),
     );
     let (_kubelet, socket_arg) = kubelet::holding("doc", GPU1[1].1);
     let exporter = start(Driver::Current, &config, &[&socket_arg]);
-    let s = exporter.scrape_until("all collectors", |s| {
-        s.has("nvidia_gpu_up") && s.has("host_info") && s.has("nvidia_gpu_allocation_info")
+    let s = exporter.scrape_until("all collectors and the XID", |s| {
+        s.has("nvidia_gpu_up")
+            && s.has("host_info")
+            && s.has("nvidia_gpu_allocation_info")
+            && s.has("nvidia_gpu_last_xid_timestamp_seconds")
     });
     let exported: std::collections::BTreeSet<&str> = s
         .types
@@ -555,4 +778,185 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         documented, exported,
         "docs/metrics.md and the exporter disagree"
     );
+}
+
+fn health(exporter: &Exporter) -> serde_json::Value {
+    serde_json::from_str(&exporter.get("/health").unwrap().body).unwrap()
+}
+
+#[test]
+fn xid_and_ecc_events_are_counted_and_xid_79_takes_the_gpu_down() {
+    let base = "gpu_count = 3\ngpu.1.supported_events = 8\ngpu.2.supported_events = 0\n";
+    let config = DoubleConfig::new("events", base);
+    let exporter = start(Driver::Current, &config, &[]);
+    let xid = |gpu: &'static str, xid: &'static str| [("gpu", gpu), ("xid", xid)];
+    let ecc = |gpu: &'static str, kind: &'static str| [("gpu", gpu), ("type", kind)];
+    let s = exporter.scrape_until("events watched", |s| {
+        s.value("nvidia_gpu_xid_errors_total", &xid("0", "79"))
+            .is_some()
+    });
+    // Watched GPUs start their serious XIDs and supported ECC types at 0.
+    assert_eq!(
+        s.find("nvidia_gpu_xid_errors_total", &[("gpu", "0")]).len(),
+        10
+    );
+    assert_eq!(
+        s.value("nvidia_gpu_ecc_events_total", &ecc("0", "double_bit")),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.find("nvidia_gpu_xid_errors_total", &[("gpu", "1")]).len(),
+        10
+    );
+    assert!(
+        s.find("nvidia_gpu_ecc_events_total", &[("gpu", "1")])
+            .is_empty()
+    );
+    assert!(
+        s.find("nvidia_gpu_xid_errors_total", &[("gpu", "2")])
+            .is_empty()
+    );
+    assert!(!s.has("nvidia_gpu_last_xid_timestamp_seconds"));
+    let gpus = &health(&exporter)["gpus"];
+    assert_eq!(
+        gpus[0]["events"]["watching"],
+        serde_json::json!(["xid", "single_bit", "double_bit"])
+    );
+    assert_eq!(gpus[1]["events"]["watching"], serde_json::json!(["xid"]));
+    assert_eq!(gpus[2]["events"], "unsupported");
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    config.write(&format!(
+        "{base}gpu.0.xid = 48 13 48\ngpu.0.ecc_events = double_bit single_bit double_bit\n"
+    ));
+    let s = exporter.scrape_until("events counted", |s| {
+        s.value("nvidia_gpu_ecc_events_total", &ecc("0", "double_bit")) == Some(2.0)
+            && s.value("nvidia_gpu_xid_errors_total", &xid("0", "48")) == Some(2.0)
+    });
+    assert_eq!(
+        s.value("nvidia_gpu_xid_errors_total", &xid("0", "13")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("nvidia_gpu_ecc_events_total", &ecc("0", "single_bit")),
+        Some(1.0)
+    );
+    let last = s
+        .value("nvidia_gpu_last_xid_timestamp_seconds", &[("gpu", "0")])
+        .unwrap();
+    assert!(last >= before.floor(), "{last} < {before}");
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "0")]), Some(1.0));
+
+    // Counters never go back: a later file without events keeps them.
+    config.write(&format!("{base}gpu.1.xid = 79\n"));
+    let s = exporter.scrape_until("GPU 1 fell off the bus", |s| {
+        s.value("nvidia_gpu_up", &[("gpu", "1")]) == Some(0.0)
+    });
+    assert_eq!(
+        s.value("nvidia_gpu_xid_errors_total", &xid("1", "79")),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value("nvidia_gpu_xid_errors_total", &xid("0", "48")),
+        Some(2.0)
+    );
+    // The lost GPU keeps its identity and its event counters, nothing else.
+    assert_eq!(s.find("nvidia_gpu_info", &[("gpu", "1")]).len(), 1);
+    assert!(
+        s.find("nvidia_gpu_temperature_celsius", &[("gpu", "1")])
+            .is_empty()
+    );
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "0")]), Some(1.0));
+    assert_eq!(health(&exporter)["gpus_lost"], 1);
+}
+
+#[test]
+fn a_driver_reload_is_followed_by_a_new_nvml_initialisation() {
+    let config = DoubleConfig::new("reload", "");
+    let calls = config.sibling("calls");
+    let base = format!("gpu_count = 2\ncall_log = {}\n", calls.display());
+    config.write(&format!("{base}gpu.1.xid = 62\n"));
+    let exporter = start(Driver::Current, &config, &[]);
+    exporter.scrape_until("XID 62 counted", |s| {
+        s.value(
+            "nvidia_gpu_xid_errors_total",
+            &[("gpu", "1"), ("xid", "62")],
+        ) == Some(1.0)
+    });
+
+    // The driver is reloaded: the old session's handles answer UNKNOWN.
+    config.write(&format!("{base}driver_generation = 1\n"));
+    let s = exporter.scrape_until("NVML initialised again", |s| {
+        std::fs::read_to_string(&calls)
+            .unwrap()
+            .matches("nvmlInit_v2 0")
+            .count()
+            == 2
+            && s.value("nvidia_gpu_up", &[("gpu", "1")]) == Some(1.0)
+    });
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(log, "nvmlInit_v2 0\nnvmlShutdown\nnvmlInit_v2 0\n");
+    assert_eq!(s.value("nvidia_gpu_up", &[("gpu", "0")]), Some(1.0));
+    // Counts since the exporter started survive the new initialisation, and
+    // the event thread follows it.
+    assert_eq!(
+        s.value(
+            "nvidia_gpu_xid_errors_total",
+            &[("gpu", "1"), ("xid", "62")]
+        ),
+        Some(1.0)
+    );
+    config.write(&format!("{base}driver_generation = 1\ngpu.0.xid = 94\n"));
+    exporter.scrape_until("events after the reload", |s| {
+        s.value(
+            "nvidia_gpu_xid_errors_total",
+            &[("gpu", "0"), ("xid", "94")],
+        ) == Some(1.0)
+    });
+    assert!(
+        exporter.log().contains("initialising it again"),
+        "{}",
+        exporter.log()
+    );
+}
+
+#[test]
+fn a_collection_stays_within_25_nvml_calls_per_gpu() {
+    let config = DoubleConfig::new("budget", "gpu_count = 4\ngpu.3.nvlinks = 18\n");
+    let mut args = double_args(Driver::Current);
+    // One collection only: the count is that of exactly one.
+    args[1] = "--collect.interval=1h".to_owned();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&args, Some(&config));
+    let s = exporter.scrape_until("the first collection", |s| s.has("nvidia_gpu_up"));
+    let calls = |phase| s.value("system_info_exporter_nvml_calls_total", &[("phase", phase)]);
+    // Per GPU: handle, temperature, power, limit, memory, utilization,
+    // encoder, decoder, 4 clocks, 2 fans, P-state, clock-event reasons, PCIe
+    // generation and width, field values (NVLink included) = 19; plus one
+    // device count per collection.
+    assert_eq!(calls("collection"), Some(1.0 + 4.0 * 19.0));
+    // Identity and limits are read once per initialisation: 4 identity reads,
+    // 4 maximum clocks, 4 thresholds, 2 PCIe maxima, ECC mode, NVLink count,
+    // fans, clock-event reasons, event types.
+    assert_eq!(calls("discovery"), Some(4.0 * 19.0));
+    assert_eq!(calls("init"), Some(4.0));
+}
+
+#[test]
+fn build_info_names_the_git_revision() {
+    let Ok(output) = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+    else {
+        panic!("git is needed to check the revision");
+    };
+    let revision = String::from_utf8(output.stdout).unwrap();
+    let exporter = Exporter::start(&["--nvml.library=/nonexistent/libnvidia-ml.so.1"], None);
+    let s = exporter.scrape();
+    let info = &s.find("system_info_exporter_build_info", &[])[0];
+    assert_eq!(info.labels["revision"], revision.trim());
 }

@@ -52,8 +52,11 @@ fn gpus_are_labelled_with_the_pods_that_hold_them() {
     let socket = socket_path("labels");
     let _kubelet = FakeKubelet::start(&socket, Behaviour::Reply(reply()));
     let exporter = start("pods-labels", &socket);
-    let s = exporter.scrape_until("allocations", |s| {
-        s.has("nvidia_gpu_allocation_info") && s.has("nvidia_gpu_up")
+    // The GPU index comes from the GPU collector's latest collection, so the
+    // pods collector's first collection may precede it.
+    let s = exporter.scrape_until("allocations with GPU indexes", |s| {
+        !s.find("nvidia_gpu_allocation_info", &[("uuid", UUID0), ("gpu", "0")])
+            .is_empty()
     });
 
     let held_by = |uuid: &str| {

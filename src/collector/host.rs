@@ -2,8 +2,9 @@
 
 use sysinfo::{Disks, Networks, System};
 
-use super::Collector;
-use crate::snapshot::{Filesystem, HostSnapshot, NetworkInterface};
+use super::{Collector, Setup, Started};
+use crate::catalogue::*;
+use crate::exposition::Samples;
 
 /// Filesystems that hold no user data; the same set node_exporter skips.
 const PSEUDO_FILESYSTEMS: &[&str] = &[
@@ -37,26 +38,38 @@ const PSEUDO_FILESYSTEMS: &[&str] = &[
     "shm",
 ];
 
+/// Host name, OS and kernel: read once, they change only with a reboot.
+struct HostIdentity {
+    hostname: String,
+    os: String,
+    os_version: String,
+    kernel_version: String,
+}
+
 pub struct HostCollector {
-    /// Host name, OS and kernel: read once, they change only with a reboot.
-    identity: HostSnapshot,
+    identity: HostIdentity,
     system: System,
     disks: Disks,
     networks: Networks,
+}
+
+pub fn start(setup: &Setup) -> Started {
+    let host = HostCollector::new(setup.options.host_name.clone())
+        .map_err(|e| format!("cannot read host statistics: {e}"))?;
+    Ok(Some(Box::new(host)))
 }
 
 impl HostCollector {
     /// `hostname` replaces the kernel's host name in `host_info`, e.g. with
     /// the Kubernetes node name inside a pod.
     pub fn new(hostname: Option<String>) -> Result<Self, sysinfo::Error> {
-        let identity = HostSnapshot {
+        let identity = HostIdentity {
             hostname: hostname
                 .or_else(|| System::host_name().ok())
                 .unwrap_or_default(),
             os: System::name().unwrap_or_default(),
             os_version: System::os_version().unwrap_or_default(),
             kernel_version: System::kernel_version().unwrap_or_default(),
-            ..HostSnapshot::default()
         };
         Ok(Self {
             identity,
@@ -68,64 +81,78 @@ impl HostCollector {
 }
 
 impl Collector for HostCollector {
-    type Output = HostSnapshot;
-    const NAME: &'static str = "host";
-
-    fn collect(&mut self) -> (HostSnapshot, bool) {
+    fn collect(&mut self, out: &mut Samples) -> bool {
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
         self.disks.refresh(true);
         self.networks.refresh(true);
 
-        let load = System::load_average();
-        let boot_time = System::boot_time();
-        let success = load.is_ok() && boot_time.is_ok();
-        let load = load.unwrap_or_default();
-
-        let mut snapshot = HostSnapshot {
-            boot_time_seconds: boot_time.unwrap_or_default(),
-            cpus: self.system.cpus().len(),
-            cpu_usage_ratio: f64::from(self.system.global_cpu_usage()) / 100.0,
-            load: [load.one, load.five, load.fifteen],
-            memory_total_bytes: self.system.total_memory(),
-            memory_available_bytes: self.system.available_memory(),
-            memory_used_bytes: self.system.used_memory(),
-            swap_total_bytes: self.system.total_swap(),
-            swap_used_bytes: self.system.used_swap(),
-            filesystems: self
-                .disks
-                .iter()
-                .filter(|disk| {
-                    let fstype = disk.file_system().to_string_lossy();
-                    !PSEUDO_FILESYSTEMS.contains(&fstype.as_ref())
-                })
-                .map(|disk| Filesystem {
-                    mountpoint: disk.mount_point().to_string_lossy().into_owned(),
-                    device: disk.name().to_string_lossy().into_owned(),
-                    fstype: disk.file_system().to_string_lossy().into_owned(),
-                    size_bytes: disk.total_space(),
-                    avail_bytes: disk.available_space(),
-                })
-                .collect(),
-            networks: self
-                .networks
-                .iter()
-                .map(|(name, data)| NetworkInterface {
-                    interface: name.to_string_lossy().into_owned(),
-                    receive_bytes_total: data.total_received(),
-                    transmit_bytes_total: data.total_transmitted(),
-                })
-                .collect(),
-            ..self.identity.clone()
-        };
-        // The same filesystem mounted twice at one place would repeat a series.
-        fn labels(fs: &Filesystem) -> (&str, &str, &str) {
-            (&fs.mountpoint, &fs.device, &fs.fstype)
+        let id = &self.identity;
+        out.add(
+            &HOST_INFO,
+            &[&id.hostname, &id.os, &id.os_version, &id.kernel_version],
+            1.0,
+        );
+        // A value that cannot be read is omitted, as the GPU collector does.
+        let load = System::load_average().ok();
+        let boot_time = System::boot_time().ok();
+        out.add_some(&HOST_BOOT_TIME, &[], boot_time.map(|t| t as f64));
+        out.add_some(&HOST_LOAD1, &[], load.as_ref().map(|l| l.one));
+        out.add_some(&HOST_LOAD5, &[], load.as_ref().map(|l| l.five));
+        out.add_some(&HOST_LOAD15, &[], load.as_ref().map(|l| l.fifteen));
+        let system = &self.system;
+        for (metric, value) in [
+            (&HOST_CPUS, system.cpus().len() as f64),
+            (
+                &HOST_CPU_USAGE,
+                f64::from(system.global_cpu_usage()) / 100.0,
+            ),
+            (&HOST_MEMORY_TOTAL, system.total_memory() as f64),
+            (&HOST_MEMORY_AVAILABLE, system.available_memory() as f64),
+            (&HOST_MEMORY_USED, system.used_memory() as f64),
+            (&HOST_SWAP_TOTAL, system.total_swap() as f64),
+            (&HOST_SWAP_USED, system.used_swap() as f64),
+        ] {
+            out.add(metric, &[], value);
         }
-        snapshot
-            .filesystems
-            .sort_by(|a, b| labels(a).cmp(&labels(b)));
-        snapshot.filesystems.dedup_by(|a, b| labels(a) == labels(b));
-        (snapshot, success)
+
+        let mut filesystems: Vec<_> = self
+            .disks
+            .iter()
+            .filter(|disk| {
+                let fstype = disk.file_system().to_string_lossy();
+                !PSEUDO_FILESYSTEMS.contains(&fstype.as_ref())
+            })
+            .map(|disk| {
+                let labels = [
+                    disk.mount_point().to_string_lossy().into_owned(),
+                    disk.name().to_string_lossy().into_owned(),
+                    disk.file_system().to_string_lossy().into_owned(),
+                ];
+                (labels, disk.total_space(), disk.available_space())
+            })
+            .collect();
+        // The same filesystem mounted twice at one place would repeat a series.
+        filesystems.sort_by(|a, b| a.0.cmp(&b.0));
+        filesystems.dedup_by(|a, b| a.0 == b.0);
+        for (labels, size, avail) in &filesystems {
+            let labels = labels.each_ref().map(String::as_str);
+            out.add(&HOST_FILESYSTEM_SIZE, &labels, *size as f64);
+            out.add(&HOST_FILESYSTEM_AVAIL, &labels, *avail as f64);
+        }
+        for (name, data) in self.networks.iter() {
+            let interface = name.to_string_lossy();
+            out.add(
+                &HOST_NETWORK_RECEIVE,
+                &[&interface],
+                data.total_received() as f64,
+            );
+            out.add(
+                &HOST_NETWORK_TRANSMIT,
+                &[&interface],
+                data.total_transmitted() as f64,
+            );
+        }
+        load.is_some() && boot_time.is_some()
     }
 }

@@ -1,6 +1,8 @@
-//! Collectors read one source each into a plain snapshot. Each runs on its own
-//! OS thread, so a slow or hung NVML call never stalls the host collector, the
-//! async runtime or a scrape: scrapes only read the latest published result.
+//! Collectors read one source each into samples of the catalogue. Each runs
+//! on its own OS thread, so a slow or hung NVML call never stalls another
+//! collector, the async runtime or a scrape: scrapes only read the latest
+//! published text. Adding a collector is one module and one line in
+//! [`COLLECTORS`]; the HTTP side and the renderer iterate over what runs.
 
 pub mod gpu;
 pub mod host;
@@ -11,31 +13,62 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::snapshot::{Collected, GpuSnapshot, HostSnapshot, Outcome, PodAllocations, Published};
+use crate::cli::Options;
+use crate::exposition::Samples;
+use crate::snapshot::{GpuStatus, Outcome, Published};
 
 /// A source of metrics.
-pub trait Collector: Send + 'static {
-    type Output: Send + Sync + 'static;
-
-    /// Names the collector: its thread and the `collector` label of its self-metrics.
-    const NAME: &'static str;
-
-    /// Reads the source once. The flag is false when the source could not be
-    /// read at all; the output then still says why (e.g. `nvml_up = false`).
-    fn collect(&mut self) -> (Self::Output, bool);
+pub trait Collector: Send {
+    /// Reads the source once, adding its samples to `out`. Returns false when
+    /// the source could not be read at all (the samples then say why, e.g.
+    /// `nvidia_nvml_up 0`).
+    fn collect(&mut self, out: &mut Samples) -> bool;
 }
 
-/// The latest result of every collector. Results are immutable and shared by
-/// `Arc`; publishing swaps the pointer, so readers never wait on a collection.
+/// How a collector is started: `start` returns `None` when its source is
+/// absent on this machine (e.g. no kubelet socket), and an error that stops
+/// the exporter when it cannot start.
+pub struct Registration {
+    pub name: &'static str,
+    pub start: fn(&Setup) -> Started,
+}
+
+pub type Started = Result<Option<Box<dyn Collector>>, String>;
+
+/// Every collector, in the order of the exposition.
+pub const COLLECTORS: &[Registration] = &[
+    Registration {
+        name: "gpu",
+        start: gpu::start,
+    },
+    Registration {
+        name: "host",
+        start: host::start,
+    },
+    Registration {
+        name: "pods",
+        start: pods::start,
+    },
+];
+
+/// What collectors are started with.
+pub struct Setup<'a> {
+    pub options: &'a Options,
+    pub shared: &'a Arc<Shared>,
+}
+
+/// State collectors share with each other and with the HTTP handlers,
+/// beyond their metrics.
 #[derive(Default)]
-pub struct Store {
-    pub gpu: Latest<GpuSnapshot>,
-    pub host: Latest<HostSnapshot>,
-    pub pods: Latest<PodAllocations>,
+pub struct Shared {
+    /// Written by the GPU collector; `None` before its first collection or
+    /// when it does not run.
+    pub gpu: Latest<GpuStatus>,
 }
 
-/// The latest published result of one collector.
-pub struct Latest<T>(Mutex<Option<Arc<Published<T>>>>);
+/// The latest published result of something, shared by `Arc`: publishing
+/// swaps the pointer, so readers never wait on a collection.
+pub struct Latest<T>(Mutex<Option<Arc<T>>>);
 
 impl<T> Default for Latest<T> {
     fn default() -> Self {
@@ -44,13 +77,19 @@ impl<T> Default for Latest<T> {
 }
 
 impl<T> Latest<T> {
-    pub fn get(&self) -> Option<Arc<Published<T>>> {
+    pub fn get(&self) -> Option<Arc<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn set(&self, published: Published<T>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(published));
+    pub fn set(&self, value: T) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(value));
     }
+}
+
+/// A running collector's name and latest result.
+pub struct Slot {
+    pub name: &'static str,
+    pub latest: Arc<Latest<Published>>,
 }
 
 /// A running collection loop.
@@ -75,33 +114,62 @@ impl Running {
     }
 }
 
+/// Starts every collector whose source is present; each publishes into its slot.
+pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Running>), String> {
+    let mut slots = Vec::new();
+    let mut running = Vec::new();
+    for registration in COLLECTORS {
+        let Some(collector) = (registration.start)(setup)? else {
+            continue;
+        };
+        let latest = Arc::new(Latest::default());
+        running.push(
+            spawn(registration.name, collector, interval, latest.clone()).map_err(|e| {
+                format!(
+                    "cannot start the {} collector's thread: {e}",
+                    registration.name
+                )
+            })?,
+        );
+        slots.push(Slot {
+            name: registration.name,
+            latest,
+        });
+    }
+    Ok((slots, running))
+}
+
 /// Runs `collector` now and then every `interval` on a thread of its own,
-/// handing each result to `publish`.
-pub fn spawn<C: Collector>(
-    mut collector: C,
+/// publishing each collection, encoded, into `latest`.
+pub fn spawn(
+    name: &'static str,
+    mut collector: Box<dyn Collector>,
     interval: Duration,
-    publish: impl Fn(Collected<C::Output>) + Send + 'static,
+    latest: Arc<Latest<Published>>,
 ) -> std::io::Result<Running> {
     let (stop, stopped) = mpsc::channel();
     let thread = std::thread::Builder::new()
-        .name(format!("collect-{}", C::NAME))
+        .name(format!("collect-{name}"))
         .spawn(move || {
             let mut last_success = None;
             loop {
                 let started = Instant::now();
-                let (data, success) = collector.collect();
+                let mut samples = Samples::default();
+                let success = collector.collect(&mut samples);
+                let exposition = samples.encode();
                 let finished_at = SystemTime::now();
                 if success {
                     last_success = Some(finished_at);
                 }
-                publish(Collected {
-                    data,
-                    outcome: Outcome {
-                        success,
-                        duration: started.elapsed(),
-                        finished_at,
-                        last_success,
-                    },
+                let outcome = Outcome {
+                    success,
+                    duration: started.elapsed(),
+                    finished_at,
+                    last_success,
+                };
+                latest.set(Published {
+                    outcome,
+                    exposition,
                 });
                 let wait = interval.saturating_sub(started.elapsed());
                 match stopped.recv_timeout(wait) {

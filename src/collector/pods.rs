@@ -8,8 +8,12 @@ use http::uri::PathAndQuery;
 use tonic::transport::Endpoint;
 use tracing::{info, warn};
 
-use super::Collector;
-use crate::snapshot::{GpuAllocation, PodAllocations};
+use std::sync::Arc;
+
+use super::{Collector, Setup, Shared, Started};
+use crate::catalogue::{ALLOCATION_INFO, POD_RESOURCES_ERRORS};
+use crate::exposition::Samples;
+use crate::snapshot::GpuAllocation;
 
 /// The default socket of the kubelet's pod-resources API.
 pub const DEFAULT_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
@@ -19,6 +23,9 @@ const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long the last good mapping is still served while the kubelet fails.
 const KEEP_STALE_MAPPING: Duration = Duration::from_secs(300);
+
+/// Longest wait for the kubelet's answer; a slow kubelet never delays other collectors.
+const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The messages of `k8s.io/kubelet/pkg/apis/podresources/v1`, limited to the
 /// fields read here; protobuf decoding skips the others.
@@ -63,6 +70,7 @@ pub mod proto {
 }
 
 pub struct PodCollector {
+    shared: Arc<Shared>,
     socket: PathBuf,
     timeout: Duration,
     runtime: tokio::runtime::Runtime,
@@ -71,10 +79,26 @@ pub struct PodCollector {
     last_error: Option<String>,
 }
 
+pub fn start(setup: &Setup) -> Started {
+    let options = setup.options;
+    let timeout = options.collect_interval.min(MAX_TIMEOUT);
+    let pods = PodCollector::new(
+        setup.shared.clone(),
+        options.pod_resources_socket.clone(),
+        timeout,
+    )
+    .map_err(|e| format!("cannot start pod attribution: {e}"))?;
+    Ok(pods.map(|pods| Box::new(pods) as Box<dyn Collector>))
+}
+
 impl PodCollector {
     /// Returns `None`, after one info line, when the socket does not exist:
     /// not a Kubernetes node, or the pod-resources folder is not mounted.
-    pub fn new(socket: PathBuf, timeout: Duration) -> std::io::Result<Option<Self>> {
+    pub fn new(
+        shared: Arc<Shared>,
+        socket: PathBuf,
+        timeout: Duration,
+    ) -> std::io::Result<Option<Self>> {
         if !socket.exists() {
             info!(socket = %socket.display(), "pod attribution is off: no kubelet pod-resources socket");
             return Ok(None);
@@ -83,6 +107,7 @@ impl PodCollector {
             .enable_all()
             .build()?;
         Ok(Some(Self {
+            shared,
             socket,
             timeout,
             runtime,
@@ -112,10 +137,7 @@ impl PodCollector {
 }
 
 impl Collector for PodCollector {
-    type Output = PodAllocations;
-    const NAME: &'static str = "pods";
-
-    fn collect(&mut self) -> (PodAllocations, bool) {
+    fn collect(&mut self, out: &mut Samples) -> bool {
         let reply = self
             .runtime
             .block_on(async { tokio::time::timeout(self.timeout, self.list()).await });
@@ -147,15 +169,31 @@ impl Collector for PodCollector {
                 false
             }
         };
-        let allocations = PodAllocations {
-            allocations: self
-                .last_good
-                .as_ref()
-                .map(|(_, a)| a.clone())
-                .unwrap_or_default(),
-            errors_total: self.errors_total,
+        // GPU indexes from the GPU collector's latest collection; a MIG
+        // device, or a GPU it does not know, has an empty `gpu`.
+        let gpus = self.shared.gpu.get();
+        let index_of = |uuid: &str| {
+            gpus.as_ref()
+                .and_then(|status| status.gpus.iter().find(|g| g.uuid == uuid))
+                .map(|g| g.index.to_string())
+                .unwrap_or_default()
         };
-        (allocations, success)
+        for allocation in self.last_good.iter().flat_map(|(_, a)| a) {
+            let index = index_of(&allocation.uuid);
+            out.add(
+                &ALLOCATION_INFO,
+                &[
+                    &index,
+                    &allocation.uuid,
+                    &allocation.namespace,
+                    &allocation.pod,
+                    &allocation.container,
+                ],
+                1.0,
+            );
+        }
+        out.add(&POD_RESOURCES_ERRORS, &[], self.errors_total as f64);
+        success
     }
 }
 

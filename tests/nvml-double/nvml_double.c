@@ -5,7 +5,7 @@
  * signatures, struct layouts and return codes (see nvml.h), and nothing else:
  * an entry point that is not implemented here is absent, as with an older
  * driver. Built with -DLEGACY_DRIVER it also lacks the symbols a pre-R450
- * driver lacks (energy counter, per-fan speed).
+ * driver lacks (field values, per-fan speed).
  *
  * Values come from the file named by NVML_DOUBLE_CONFIG, re-read whenever it
  * changes, so a test can change readings or inject faults while the exporter
@@ -19,9 +19,18 @@
  *   delay_ms = 0                      every query sleeps this long first
  *   call_log = /path                  appends "nvmlInit_v2 <rc>" and "nvmlShutdown"
  *   gpu.N.<field> = value             see struct gpu below for fields
+ *   driver_generation = 2             a driver reload: sessions initialised
+ *                                     before it get stale_error from every
+ *                                     device query until NVML is initialised
+ *                                     again (nvmlShutdown, nvmlInit_v2)
+ *   stale_error = UNKNOWN
+ *   gpu.N.<field> = value             see GPU_NUMBERS and GPU_ARRAYS below
  *   gpu.N.fail = GPU_IS_LOST          every query of GPU N returns this code
  *   gpu.N.unsupported = power_usage fan_speed
- *                                     these queries return NOT_SUPPORTED
+ *                                     these queries (and field values, by
+ *                                     field name) return NOT_SUPPORTED
+ *   gpu.N.xid = 79 48                 queues these XID events, once each
+ *   gpu.N.ecc_events = single_bit     time the file is (re)loaded
  *
  * Defaults differ per GPU index so that tests can tell GPUs apart.
  */
@@ -43,6 +52,7 @@ enum {
     NVML_ERROR_NOT_SUPPORTED = 3,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_TIMEOUT = 10,
     NVML_ERROR_GPU_IS_LOST = 15,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
@@ -80,26 +90,94 @@ typedef struct nvmlMemory_v2_st {
 typedef struct nvmlUtilization_st { unsigned int gpu; unsigned int memory; } nvmlUtilization_t;
 
 #define NVML_TEMPERATURE_GPU 0
-#define NVML_CLOCK_COUNT 4 /* graphics, sm, mem, video */
+#define NVML_CLOCK_COUNT 4     /* graphics, sm, mem, video */
+#define NVML_THRESHOLD_COUNT 4 /* shutdown, slowdown, mem_max, gpu_max */
 #define NVML_PSTATE_UNKNOWN 32
 #define MAX_GPUS 64
 #define MAX_FANS 8
+#define MAX_NVLINKS 18
+#define MAX_QUEUED_EVENTS 64
+
+/* nvmlEventType* */
+#define EVENT_SINGLE_BIT_ECC 1ULL
+#define EVENT_DOUBLE_BIT_ECC 2ULL
+#define EVENT_XID 8ULL
+
+/* nvmlValueType_t */
+enum { VALUE_UINT = 1, VALUE_ULL = 3 };
+
+/*
+ * Every per-GPU number, defined once: X(name, default for GPU i). Config key
+ * gpu.N.<name>. Units are NVML's: degrees C, mW, mJ, bytes, %, MHz, ns.
+ */
+#define GPU_NUMBERS(X)                                      \
+    X(pci_bus, 0x10 + i)                                    \
+    X(temperature, 40 + i)                                  \
+    X(power_usage, 100000 + 1000 * i)                       \
+    X(power_limit, 400000)                                  \
+    X(energy, 123456789ULL + 1000ULL * i)                   \
+    X(memory_total, 85899345920ULL)                         \
+    X(memory_reserved, 536870912ULL)                        \
+    X(memory_used, 1073741824ULL * (i + 1))                 \
+    X(utilization_gpu, 50 + i)                              \
+    X(utilization_memory, 20 + i)                           \
+    X(encoder, 0)                                           \
+    X(decoder, 5)                                           \
+    X(fans, 2)                                              \
+    X(pstate, 0)                                            \
+    X(memory_temperature, 45 + i)                           \
+    X(pcie_generation, 4)                                   \
+    X(pcie_max_generation, 4)                               \
+    X(pcie_width, 16)                                       \
+    X(pcie_max_width, 16)                                   \
+    X(pcie_replay, 0)                                       \
+    X(ecc_enabled, 1)                                       \
+    X(ecc_sbe_volatile, 0)                                  \
+    X(ecc_dbe_volatile, 0)                                  \
+    X(ecc_sbe_aggregate, 0)                                 \
+    X(ecc_dbe_aggregate, 0)                                 \
+    X(retired_sbe, 0)                                       \
+    X(retired_dbe, 0)                                       \
+    X(retired_pending, 0)                                   \
+    X(remapped_cor, 0)                                      \
+    X(remapped_unc, 0)                                      \
+    X(remap_pending, 0)                                     \
+    X(remap_failure, 0)                                     \
+    X(recovery_action, 0)                                   \
+    X(clock_event_reasons, 0x1 /* GPU idle */)              \
+    X(supported_clock_event_reasons, 0x1ff)                 \
+    X(supported_events, EVENT_XID | EVENT_SINGLE_BIT_ECC | EVENT_DOUBLE_BIT_ECC) \
+    X(nvlinks, 0)
+
+/* Per-GPU arrays: X(name, length, default for GPU i, element k). Key gpu.N.<name>.K. */
+#define GPU_ARRAYS(X)                                                         \
+    X(clock, NVML_CLOCK_COUNT, ((unsigned[]){1410, 1410, 1593, 1275})[k])     \
+    X(max_clock, NVML_CLOCK_COUNT, ((unsigned[]){1410, 1410, 1593, 1410})[k]) \
+    X(fan_speed, MAX_FANS, 30 + 5 * k + i)                                    \
+    X(threshold, NVML_THRESHOLD_COUNT, ((unsigned[]){92, 89, 95, 87})[k])     \
+    X(violation, 8, 0) /* power, thermal, sync boost, board limit, low util, reliability, app clocks, base clocks */ \
+    X(nvlink_state, MAX_NVLINKS, 1)                                           \
+    X(nvlink_crc_flit, MAX_NVLINKS, 0)                                        \
+    X(nvlink_crc_data, MAX_NVLINKS, 0)                                        \
+    X(nvlink_replay, MAX_NVLINKS, 0)                                          \
+    X(nvlink_recovery, MAX_NVLINKS, 0)
+
+#define GPU_STRINGS(X) X(name, 96) X(uuid, 96) X(serial, 32)
 
 struct gpu {
-    char name[96], uuid[96], serial[32];
-    unsigned int pci_bus;
-    unsigned int temperature;        /* degrees C */
-    unsigned int power_usage;        /* mW */
-    unsigned int power_limit;        /* mW */
-    unsigned long long energy;       /* mJ */
-    unsigned long long memory_total, memory_reserved, memory_used; /* bytes */
-    unsigned int utilization_gpu, utilization_memory, encoder, decoder; /* % */
-    unsigned int clock[NVML_CLOCK_COUNT], max_clock[NVML_CLOCK_COUNT]; /* MHz */
-    unsigned int fans, fan_speed[MAX_FANS]; /* % */
-    unsigned int pstate;
+#define NUMBER(name, def) unsigned long long name;
+#define ARRAY(name, n, def) unsigned long long name[n];
+#define STRING(name, size) char name[size];
+    GPU_NUMBERS(NUMBER) GPU_ARRAYS(ARRAY) GPU_STRINGS(STRING)
+#undef NUMBER
+#undef ARRAY
+#undef STRING
     nvmlReturn_t fail;
     char unsupported[256];
 };
+
+/* An event waiting to be delivered by nvmlEventSetWait_v2. */
+struct event { unsigned int gpu; unsigned long long type, data; };
 
 static struct {
     unsigned int gpu_count;
@@ -108,14 +186,21 @@ static struct {
     int cuda_driver_version;
     unsigned int delay_ms;
     char call_log[512];
+    unsigned int driver_generation;
+    nvmlReturn_t stale_error;
     struct gpu gpus[MAX_GPUS];
 } cfg;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nvmlDevice_st handles[MAX_GPUS];
 static int init_count;
+/* The driver generation NVML was last initialised under: after a "reload"
+ * (a new driver_generation in the config) old sessions get stale_error. */
+static unsigned int init_generation;
 static struct stat loaded_stat;
 static int loaded;
+static struct event queue[MAX_QUEUED_EVENTS];
+static unsigned int queued;
 
 static void defaults(void) {
     memset(&cfg, 0, sizeof cfg);
@@ -123,30 +208,17 @@ static void defaults(void) {
     strcpy(cfg.driver_version, "550.54.15");
     strcpy(cfg.nvml_version, "12.550.54.15");
     cfg.cuda_driver_version = 12040;
+    cfg.stale_error = NVML_ERROR_UNKNOWN;
     for (unsigned int i = 0; i < MAX_GPUS; i++) {
         struct gpu *g = &cfg.gpus[i];
+#define NUMBER(name, def) g->name = (def);
+#define ARRAY(name, n, def) for (unsigned int k = 0; k < (n); k++) g->name[k] = (def);
+        GPU_NUMBERS(NUMBER) GPU_ARRAYS(ARRAY)
+#undef NUMBER
+#undef ARRAY
         strcpy(g->name, "NVIDIA A100-SXM4-80GB");
         snprintf(g->uuid, sizeof g->uuid, "GPU-00000000-0000-4000-8000-%012u", i);
         snprintf(g->serial, sizeof g->serial, "13240000%05u", i);
-        g->pci_bus = 0x10 + i;
-        g->temperature = 40 + i;
-        g->power_usage = 100000 + 1000 * i;
-        g->power_limit = 400000;
-        g->energy = 123456789ULL + 1000ULL * i;
-        g->memory_total = 85899345920ULL;
-        g->memory_reserved = 536870912ULL;
-        g->memory_used = 1073741824ULL * (i + 1);
-        g->utilization_gpu = 50 + i;
-        g->utilization_memory = 20 + i;
-        g->encoder = 0;
-        g->decoder = 5;
-        unsigned int clocks[] = {1410, 1410, 1593, 1275}, max[] = {1410, 1410, 1593, 1410};
-        memcpy(g->clock, clocks, sizeof clocks);
-        memcpy(g->max_clock, max, sizeof max);
-        g->fans = 2;
-        g->fan_speed[0] = 30 + i;
-        g->fan_speed[1] = 35 + i;
-        g->pstate = 0;
     }
 }
 
@@ -165,31 +237,38 @@ static char *trim(char *s) {
     return s;
 }
 
-static void set_gpu(struct gpu *g, const char *key, const char *v) {
+static void queue_event(unsigned int gpu, unsigned long long type, unsigned long long data) {
+    if (queued < MAX_QUEUED_EVENTS) queue[queued++] = (struct event){gpu, type, data};
+}
+
+/* Queues each event of a list such as "79 48" (XIDs) or "single_bit double_bit". */
+static void queue_events(unsigned int gpu, const char *key, const char *v) {
+    char list[256], *save = NULL;
+    copy(list, sizeof list, v);
+    for (char *word = strtok_r(list, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        if (!strcmp(key, "xid")) queue_event(gpu, EVENT_XID, strtoull(word, NULL, 0));
+        else if (!strcmp(word, "single_bit")) queue_event(gpu, EVENT_SINGLE_BIT_ECC, 0);
+        else if (!strcmp(word, "double_bit")) queue_event(gpu, EVENT_DOUBLE_BIT_ECC, 0);
+        else fprintf(stderr, "nvml double: unknown ECC event %s\n", word);
+    }
+}
+
+static void set_gpu(unsigned int index, const char *key, const char *v) {
+    struct gpu *g = &cfg.gpus[index];
     unsigned long long n = strtoull(v, NULL, 0);
     unsigned int k;
-    if (!strcmp(key, "name")) copy(g->name, sizeof g->name, v);
-    else if (!strcmp(key, "uuid")) copy(g->uuid, sizeof g->uuid, v);
-    else if (!strcmp(key, "serial")) copy(g->serial, sizeof g->serial, v);
-    else if (!strcmp(key, "pci_bus")) g->pci_bus = n;
-    else if (!strcmp(key, "temperature")) g->temperature = n;
-    else if (!strcmp(key, "power_usage")) g->power_usage = n;
-    else if (!strcmp(key, "power_limit")) g->power_limit = n;
-    else if (!strcmp(key, "energy")) g->energy = n;
-    else if (!strcmp(key, "memory_total")) g->memory_total = n;
-    else if (!strcmp(key, "memory_reserved")) g->memory_reserved = n;
-    else if (!strcmp(key, "memory_used")) g->memory_used = n;
-    else if (!strcmp(key, "utilization_gpu")) g->utilization_gpu = n;
-    else if (!strcmp(key, "utilization_memory")) g->utilization_memory = n;
-    else if (!strcmp(key, "encoder")) g->encoder = n;
-    else if (!strcmp(key, "decoder")) g->decoder = n;
-    else if (sscanf(key, "clock.%u", &k) == 1 && k < NVML_CLOCK_COUNT) g->clock[k] = n;
-    else if (sscanf(key, "max_clock.%u", &k) == 1 && k < NVML_CLOCK_COUNT) g->max_clock[k] = n;
-    else if (!strcmp(key, "fans")) g->fans = n < MAX_FANS ? n : MAX_FANS;
-    else if (sscanf(key, "fan_speed.%u", &k) == 1 && k < MAX_FANS) g->fan_speed[k] = n;
-    else if (!strcmp(key, "pstate")) g->pstate = n;
-    else if (!strcmp(key, "fail")) g->fail = return_code(v);
+    char array[64];
+#define NUMBER(name, def) if (!strcmp(key, #name)) { g->name = n; return; }
+#define ARRAY(name, len, def) \
+    if (sscanf(key, "%63[a-z_].%u", array, &k) == 2 && !strcmp(array, #name) && k < (len)) { g->name[k] = n; return; }
+#define STRING(name, size) if (!strcmp(key, #name)) { copy(g->name, sizeof g->name, v); return; }
+    GPU_NUMBERS(NUMBER) GPU_ARRAYS(ARRAY) GPU_STRINGS(STRING)
+#undef NUMBER
+#undef ARRAY
+#undef STRING
+    if (!strcmp(key, "fail")) g->fail = return_code(v);
     else if (!strcmp(key, "unsupported")) snprintf(g->unsupported, sizeof g->unsupported, " %s ", v);
+    else if (!strcmp(key, "xid") || !strcmp(key, "ecc_events")) queue_events(index, key, v);
     else fprintf(stderr, "nvml double: unknown key gpu.N.%s\n", key);
 }
 
@@ -219,7 +298,7 @@ static void reload(void) {
         unsigned int index;
         int used;
         if (sscanf(key, "gpu.%u.%n", &index, &used) == 1 && used > 0 && index < MAX_GPUS)
-            set_gpu(&cfg.gpus[index], key + used, value);
+            set_gpu(index, key + used, value);
         else if (!strcmp(key, "gpu_count")) {
             cfg.gpu_count = strtoul(value, NULL, 0);
             if (cfg.gpu_count > MAX_GPUS) cfg.gpu_count = MAX_GPUS;
@@ -229,6 +308,8 @@ static void reload(void) {
         else if (!strcmp(key, "cuda_driver_version")) cfg.cuda_driver_version = strtol(value, NULL, 0);
         else if (!strcmp(key, "delay_ms")) cfg.delay_ms = strtoul(value, NULL, 0);
         else if (!strcmp(key, "call_log")) copy(cfg.call_log, sizeof cfg.call_log, value);
+        else if (!strcmp(key, "driver_generation")) cfg.driver_generation = strtoul(value, NULL, 0);
+        else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
         else fprintf(stderr, "nvml double: unknown key %s\n", key);
     }
     fclose(f);
@@ -269,6 +350,7 @@ static nvmlReturn_t device_query(nvmlDevice_t device, const void *out, const cha
     if (!init_count) return NVML_ERROR_UNINITIALIZED;
     if (!device || device < handles || device >= handles + MAX_GPUS || !out) return NVML_ERROR_INVALID_ARGUMENT;
     if (device->index >= cfg.gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
+    if (init_generation != cfg.driver_generation) return cfg.stale_error;
     *g = &cfg.gpus[device->index];
     if ((*g)->fail) return (*g)->fail;
     char word[64];
@@ -278,7 +360,7 @@ static nvmlReturn_t device_query(nvmlDevice_t device, const void *out, const cha
 }
 
 #define QUERY(device, out, field)                            \
-    struct gpu *g;                                           \
+    struct gpu *g = NULL;                                    \
     enter();                                                 \
     nvmlReturn_t rc = device_query(device, out, field, &g);  \
     if (rc != NVML_SUCCESS) return leave(rc);
@@ -294,7 +376,10 @@ API nvmlReturn_t nvmlInit_v2(void) {
     pthread_mutex_lock(&lock);
     reload();
     nvmlReturn_t rc = cfg.init_error;
-    if (rc == NVML_SUCCESS) init_count++;
+    if (rc == NVML_SUCCESS) {
+        init_count++;
+        init_generation = cfg.driver_generation;
+    }
     char line[64];
     snprintf(line, sizeof line, "nvmlInit_v2 %d", rc);
     log_call(line);
@@ -351,6 +436,8 @@ API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t 
     enter();
     if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
     if (!device || index >= cfg.gpu_count) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    if (init_generation != cfg.driver_generation) return leave(cfg.stale_error);
+    if (cfg.gpus[index].fail) return leave(cfg.gpus[index].fail);
     handles[index].index = index;
     *device = &handles[index];
     return leave(NVML_SUCCESS);
@@ -374,10 +461,10 @@ API nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned
 API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci) {
     QUERY(device, pci, "pci_info");
     memset(pci, 0, sizeof *pci);
-    pci->bus = g->pci_bus;
+    pci->bus = (unsigned int)g->pci_bus;
     pci->pciDeviceId = 0x20b210de;
-    snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "0000:%02X:00.0", g->pci_bus);
-    snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", g->pci_bus);
+    snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "0000:%02X:00.0", (unsigned int)g->pci_bus);
+    snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", (unsigned int)g->pci_bus);
     return leave(NVML_SUCCESS);
 }
 
@@ -399,14 +486,6 @@ API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned i
     *limit = g->power_limit;
     return leave(NVML_SUCCESS);
 }
-
-#ifndef LEGACY_DRIVER
-API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy) {
-    QUERY(device, energy, "energy");
-    *energy = g->energy;
-    return leave(NVML_SUCCESS);
-}
-#endif
 
 API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
     QUERY(device, memory, "memory");
@@ -444,28 +523,28 @@ API nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned i
 API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, int type, unsigned int *clock) {
     QUERY(device, clock, "clock");
     if (type < 0 || type >= NVML_CLOCK_COUNT) return leave(NVML_ERROR_INVALID_ARGUMENT);
-    *clock = g->clock[type];
+    *clock = (unsigned int)g->clock[type];
     return leave(NVML_SUCCESS);
 }
 
 API nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, int type, unsigned int *clock) {
     QUERY(device, clock, "max_clock");
     if (type < 0 || type >= NVML_CLOCK_COUNT) return leave(NVML_ERROR_INVALID_ARGUMENT);
-    *clock = g->max_clock[type];
+    *clock = (unsigned int)g->max_clock[type];
     return leave(NVML_SUCCESS);
 }
 
 #ifndef LEGACY_DRIVER
 API nvmlReturn_t nvmlDeviceGetNumFans(nvmlDevice_t device, unsigned int *fans) {
     QUERY(device, fans, "fans");
-    *fans = g->fans;
+    *fans = (unsigned int)(g->fans < MAX_FANS ? g->fans : MAX_FANS);
     return leave(NVML_SUCCESS);
 }
 
 API nvmlReturn_t nvmlDeviceGetFanSpeed_v2(nvmlDevice_t device, unsigned int fan, unsigned int *speed) {
     QUERY(device, speed, "fan_speed");
-    if (fan >= g->fans) return leave(NVML_ERROR_INVALID_ARGUMENT);
-    *speed = g->fan_speed[fan];
+    if (fan >= g->fans || fan >= MAX_FANS) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    *speed = (unsigned int)g->fan_speed[fan];
     return leave(NVML_SUCCESS);
 }
 #endif
@@ -474,4 +553,235 @@ API nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t device, int *state) 
     QUERY(device, state, "pstate");
     *state = g->pstate;
     return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, int type, unsigned int *temp) {
+    QUERY(device, temp, "temperature_threshold");
+    if (type < 0 || type >= NVML_THRESHOLD_COUNT) return leave(NVML_ERROR_NOT_SUPPORTED);
+    *temp = (unsigned int)g->threshold[type];
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *generation) {
+    QUERY(device, generation, "pcie");
+    *generation = (unsigned int)g->pcie_generation;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *generation) {
+    QUERY(device, generation, "pcie");
+    *generation = (unsigned int)g->pcie_max_generation;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *width) {
+    QUERY(device, width, "pcie");
+    *width = (unsigned int)g->pcie_width;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *width) {
+    QUERY(device, width, "pcie");
+    *width = (unsigned int)g->pcie_max_width;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, int *current, int *pending) {
+    QUERY(device, current, "ecc_mode");
+    if (!pending) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    *current = *pending = g->ecc_enabled ? 1 : 0;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device, unsigned long long *reasons) {
+    QUERY(device, reasons, "clock_event_reasons");
+    *reasons = g->clock_event_reasons;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t device, unsigned long long *reasons) {
+    QUERY(device, reasons, "clock_event_reasons");
+    *reasons = g->supported_clock_event_reasons;
+    return leave(NVML_SUCCESS);
+}
+
+/* ---- Field values (nvmlDeviceGetFieldValues), absent from the legacy driver ---- */
+#ifndef LEGACY_DRIVER
+typedef union {
+    double dVal;
+    int siVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct {
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;
+    long long latencyUsec;
+    int valueType;
+    nvmlReturn_t nvmlReturn;
+    nvmlValue_t value;
+} nvmlFieldValue_t;
+
+/* The NVML field ids served: X(id, config name, GPU number, value type). */
+#define GPU_FIELDS(X)                                            \
+    X(3, "ecc_sbe_volatile", ecc_sbe_volatile, VALUE_ULL)        \
+    X(4, "ecc_dbe_volatile", ecc_dbe_volatile, VALUE_ULL)        \
+    X(5, "ecc_sbe_aggregate", ecc_sbe_aggregate, VALUE_ULL)      \
+    X(6, "ecc_dbe_aggregate", ecc_dbe_aggregate, VALUE_ULL)      \
+    X(29, "retired_sbe", retired_sbe, VALUE_UINT)                \
+    X(30, "retired_dbe", retired_dbe, VALUE_UINT)                \
+    X(31, "retired_pending", retired_pending, VALUE_UINT)        \
+    X(82, "memory_temperature", memory_temperature, VALUE_UINT)  \
+    X(83, "energy", energy, VALUE_ULL)                           \
+    X(91, "nvlinks", nvlinks, VALUE_UINT)                        \
+    X(94, "pcie_replay", pcie_replay, VALUE_UINT)                \
+    X(142, "remapped_cor", remapped_cor, VALUE_UINT)             \
+    X(143, "remapped_unc", remapped_unc, VALUE_UINT)             \
+    X(144, "remap_pending", remap_pending, VALUE_UINT)           \
+    X(145, "remap_failure", remap_failure, VALUE_UINT)           \
+    X(230, "recovery_action", recovery_action, VALUE_UINT)
+
+/* Per-link NVLink fields, scopeId = link: X(id, config name, GPU array). */
+#define LINK_FIELDS(X)                                   \
+    X(161, "nvlink_replay", nvlink_replay)               \
+    X(162, "nvlink_recovery", nvlink_recovery)           \
+    X(163, "nvlink_crc_flit", nvlink_crc_flit)           \
+    X(165, "nvlink_state", nvlink_state)
+
+#define NVML_FI_DEV_PERF_POLICY_POWER 74 /* ... 81: the violation counters */
+#define NVML_FI_DEV_NVLINK_CRC_DATA_L0 39 /* L0-L5: 39-44, L6-L11: 102-107 */
+#define NVML_FI_DEV_NVLINK_CRC_DATA_L6 102
+
+static int supports(const struct gpu *g, const char *name) {
+    char word[64];
+    snprintf(word, sizeof word, " %s ", name);
+    return !strstr(g->unsupported, word);
+}
+
+/* Fills one field; returns its own return code. */
+static nvmlReturn_t field_value(const struct gpu *g, nvmlFieldValue_t *v) {
+    unsigned int id = v->fieldId, link = v->scopeId;
+    v->valueType = VALUE_ULL;
+#define FIELD(fid, name, member, type)                                       \
+    if (id == fid) {                                                         \
+        if (!supports(g, name)) return NVML_ERROR_NOT_SUPPORTED;             \
+        v->valueType = type;                                                 \
+        if (type == VALUE_UINT) v->value.uiVal = (unsigned int)g->member;    \
+        else v->value.ullVal = g->member;                                    \
+        return NVML_SUCCESS;                                                 \
+    }
+    GPU_FIELDS(FIELD)
+#undef FIELD
+    if (id >= NVML_FI_DEV_PERF_POLICY_POWER && id < NVML_FI_DEV_PERF_POLICY_POWER + 8) {
+        if (!supports(g, "violation")) return NVML_ERROR_NOT_SUPPORTED;
+        v->value.ullVal = g->violation[id - NVML_FI_DEV_PERF_POLICY_POWER];
+        return NVML_SUCCESS;
+    }
+    int crc_data = id >= NVML_FI_DEV_NVLINK_CRC_DATA_L0 && id < NVML_FI_DEV_NVLINK_CRC_DATA_L0 + 6 ? (int)(id - NVML_FI_DEV_NVLINK_CRC_DATA_L0)
+                 : id >= NVML_FI_DEV_NVLINK_CRC_DATA_L6 && id < NVML_FI_DEV_NVLINK_CRC_DATA_L6 + 6 ? (int)(id - NVML_FI_DEV_NVLINK_CRC_DATA_L6) + 6
+                 : -1;
+    if (crc_data >= 0) {
+        if (!supports(g, "nvlink_crc_data")) return NVML_ERROR_NOT_SUPPORTED;
+        if ((unsigned int)crc_data >= g->nvlinks) return NVML_ERROR_INVALID_ARGUMENT;
+        v->value.ullVal = g->nvlink_crc_data[crc_data];
+        return NVML_SUCCESS;
+    }
+#define LINK_FIELD(fid, name, member)                                        \
+    if (id == fid) {                                                         \
+        if (!supports(g, name)) return NVML_ERROR_NOT_SUPPORTED;             \
+        if (link >= g->nvlinks || link >= MAX_NVLINKS) return NVML_ERROR_INVALID_ARGUMENT; \
+        v->value.ullVal = g->member[link];                                   \
+        return NVML_SUCCESS;                                                 \
+    }
+    LINK_FIELDS(LINK_FIELD)
+#undef LINK_FIELD
+    return NVML_ERROR_NOT_SUPPORTED;
+}
+
+API nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values) {
+    QUERY(device, values, "field_values");
+    if (count <= 0) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (int i = 0; i < count; i++) {
+        values[i].timestamp = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+        values[i].latencyUsec = 0;
+        values[i].nvmlReturn = field_value(g, &values[i]);
+    }
+    return leave(NVML_SUCCESS);
+}
+#endif
+
+/* ---- Events ---- */
+typedef struct {
+    nvmlDevice_t device;
+    unsigned long long eventType;
+    unsigned long long eventData;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlEventData_t;
+
+typedef struct event_set { unsigned long long registered[MAX_GPUS]; } *nvmlEventSet_t;
+
+API nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device, unsigned long long *types) {
+    QUERY(device, types, "events");
+    *types = g->supported_events;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) {
+    enter();
+    if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
+    if (!set) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    *set = calloc(1, sizeof **set);
+    return leave(*set ? NVML_SUCCESS : NVML_ERROR_UNKNOWN);
+}
+
+API nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long types, nvmlEventSet_t set) {
+    QUERY(device, set, "events");
+    if (types & ~g->supported_events) return leave(NVML_ERROR_NOT_SUPPORTED);
+    set->registered[device->index] |= types;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
+    enter();
+    free(set);
+    return leave(NVML_SUCCESS);
+}
+
+/* Takes the first queued event of a GPU and type registered in `set`. */
+static int take_event(nvmlEventSet_t set, nvmlEventData_t *data) {
+    for (unsigned int i = 0; i < queued; i++) {
+        struct event e = queue[i];
+        if (e.gpu >= cfg.gpu_count || !(set->registered[e.gpu] & e.type)) continue;
+        memmove(&queue[i], &queue[i + 1], (queued - i - 1) * sizeof *queue);
+        queued--;
+        handles[e.gpu].index = e.gpu;
+        *data = (nvmlEventData_t){&handles[e.gpu], e.type, e.data, 0xFFFFFFFF, 0xFFFFFFFF};
+        return 1;
+    }
+    return 0;
+}
+
+API nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms) {
+    struct timespec start, now, step = {0, 10 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        enter();
+        if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
+        if (!set || !data) return leave(NVML_ERROR_INVALID_ARGUMENT);
+        if (init_generation != cfg.driver_generation) return leave(cfg.stale_error);
+        if (take_event(set, data)) return leave(NVML_SUCCESS);
+        pthread_mutex_unlock(&lock);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed_ms >= timeout_ms) return NVML_ERROR_TIMEOUT;
+        nanosleep(&step, NULL);
+    }
 }

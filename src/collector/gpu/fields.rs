@@ -1,0 +1,64 @@
+//! NVML field values: many readings of one GPU in a single
+//! `nvmlDeviceGetFieldValues` call, which is how the collector stays within
+//! its budget of NVML calls per GPU.
+//!
+//! This is the one place that calls nvml-wrapper-sys directly: nvml-wrapper's
+//! `Device::field_values_for` cannot set a field's scope id, which the
+//! per-link NVLink fields need. Only field ids below 251 are used, so
+//! nvml-wrapper's renumbering of ids 251–273 for newer drivers does not apply.
+
+use std::mem;
+
+use nvml_wrapper::Device;
+use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
+use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub id: u32,
+    /// The link of an NVLink field; 0 otherwise.
+    pub scope: u32,
+}
+
+/// The value of each field, `None` where the driver answered that field with
+/// an error (e.g. not supported). The call as a whole fails when the symbol is
+/// missing (older drivers) or the GPU cannot be queried.
+pub fn read(device: &Device, fields: &[Field]) -> Result<Vec<Option<f64>>, NvmlError> {
+    let get = nvml_sym(device.nvml().lib().nvmlDeviceGetFieldValues.as_ref())?;
+    let mut values: Vec<nvmlFieldValue_t> = fields
+        .iter()
+        .map(|field| {
+            // SAFETY: nvmlFieldValue_t is plain old data; all zeroes is valid.
+            let mut value: nvmlFieldValue_t = unsafe { mem::zeroed() };
+            value.fieldId = field.id;
+            value.scopeId = field.scope;
+            value
+        })
+        .collect();
+    let count = i32::try_from(values.len()).map_err(|_| NvmlError::InvalidArg)?;
+    // SAFETY: `values` holds `count` initialised entries, which NVML fills in;
+    // the handle is valid while `device` (and so NVML) lives.
+    nvml_try(unsafe { get(device.handle(), count, values.as_mut_ptr()) })?;
+    Ok(values.iter().map(value).collect())
+}
+
+fn value(field: &nvmlFieldValue_t) -> Option<f64> {
+    if field.nvmlReturn != 0 {
+        return None;
+    }
+    // SAFETY: `valueType` names the member of the union NVML wrote
+    // (nvmlValueType_t: double, uint, ulong, ulonglong, slonglong, sint, ushort).
+    let value = unsafe {
+        match field.valueType {
+            0 => field.value.dVal,
+            1 => f64::from(field.value.uiVal),
+            2 => field.value.ulVal as f64,
+            3 => field.value.ullVal as f64,
+            4 => field.value.sllVal as f64,
+            5 => f64::from(field.value.siVal),
+            6 => f64::from(field.value.usVal),
+            _ => return None,
+        }
+    };
+    Some(value)
+}

@@ -1,0 +1,328 @@
+//! What is read from a GPU every interval. Each reading is omitted where the
+//! GPU or driver does not offer it, never zeroed. Counters and error counts
+//! come in one batched field-value call.
+
+use nvml_wrapper::Device;
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
+use nvml_wrapper::enum_wrappers::device::{PerformanceState, TemperatureSensor};
+use nvml_wrapper::sys_exports::field_id::*;
+
+use super::Reader;
+use super::discovery::{CLOCK_DOMAINS, Discovered};
+use super::fields::{self, Field};
+use crate::catalogue::*;
+use crate::exposition::{Samples, bool_value};
+use crate::units::{megahertz_to_hertz, milliwatts_to_watts, percent_to_ratio};
+
+/// `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION` (drivers from R570), newer than the
+/// header nvml-wrapper-sys binds.
+const NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: u32 = 230;
+
+/// Per-link NVLink CRC data error counters exist for links 0–11 only.
+const NVLINK_CRC_DATA_FIELDS: [u32; 12] = [
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L1,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L2,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L3,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L4,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L5,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L6,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L7,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L8,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L9,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L10,
+    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L11,
+];
+
+/// GPU-wide readings batched into the field-value call: field, metric, the
+/// label after `gpu` and `uuid` if it has one, divisor to base units.
+const GPU_FIELDS: &[(u32, &Metric, Option<&str>, f64)] = &[
+    (NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, &ENERGY, None, 1e3),
+    (NVML_FI_DEV_MEMORY_TEMP, &MEMORY_TEMPERATURE, None, 1.0),
+    (
+        NVML_FI_DEV_ECC_SBE_VOL_TOTAL,
+        &ECC_ERRORS,
+        Some("corrected"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_ECC_DBE_VOL_TOTAL,
+        &ECC_ERRORS,
+        Some("uncorrected"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_ECC_SBE_AGG_TOTAL,
+        &ECC_ERRORS_AGGREGATE,
+        Some("corrected"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_ECC_DBE_AGG_TOTAL,
+        &ECC_ERRORS_AGGREGATE,
+        Some("uncorrected"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_RETIRED_SBE,
+        &RETIRED_PAGES,
+        Some("single_bit_ecc"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_RETIRED_DBE,
+        &RETIRED_PAGES,
+        Some("double_bit_ecc"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_RETIRED_PENDING,
+        &RETIRED_PAGES_PENDING,
+        None,
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_REMAPPED_COR,
+        &REMAPPED_ROWS,
+        Some("correctable"),
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_REMAPPED_UNC,
+        &REMAPPED_ROWS,
+        Some("uncorrectable"),
+        1.0,
+    ),
+    (NVML_FI_DEV_REMAPPED_PENDING, &ROW_REMAP_PENDING, None, 1.0),
+    (NVML_FI_DEV_REMAPPED_FAILURE, &ROW_REMAP_FAILED, None, 1.0),
+    (
+        NVML_FI_DEV_PCIE_REPLAY_COUNTER,
+        &PCIE_REPLAY_ERRORS,
+        None,
+        1.0,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_POWER,
+        &THROTTLED,
+        Some("power"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_THERMAL,
+        &THROTTLED,
+        Some("thermal"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_SYNC_BOOST,
+        &THROTTLED,
+        Some("sync_boost"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT,
+        &THROTTLED,
+        Some("board_limit"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION,
+        &THROTTLED,
+        Some("low_utilization"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_RELIABILITY,
+        &THROTTLED,
+        Some("reliability"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_TOTAL_APP_CLOCKS,
+        &THROTTLED,
+        Some("application_clocks"),
+        1e9,
+    ),
+    (
+        NVML_FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS,
+        &THROTTLED,
+        Some("base_clocks"),
+        1e9,
+    ),
+];
+
+/// The field id of a link, if the field exists for that link.
+type LinkField = fn(u32) -> Option<u32>;
+
+/// Per-link NVLink fields: field, metric, error type.
+const NVLINK_FIELDS: [(LinkField, &Metric, Option<&str>); 5] = [
+    (|_| Some(NVML_FI_DEV_NVLINK_GET_STATE), &NVLINK_UP, None),
+    (
+        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_CRC),
+        &NVLINK_ERRORS,
+        Some("crc_flit"),
+    ),
+    (
+        |link| NVLINK_CRC_DATA_FIELDS.get(link as usize).copied(),
+        &NVLINK_ERRORS,
+        Some("crc_data"),
+    ),
+    (
+        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY),
+        &NVLINK_ERRORS,
+        Some("replay"),
+    ),
+    (
+        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY),
+        &NVLINK_ERRORS,
+        Some("recovery"),
+    ),
+];
+
+/// In the order of `catalogue::CLOCK_EVENT_REASONS`.
+const CLOCK_EVENT_BITS: [ThrottleReasons; 9] = [
+    ThrottleReasons::GPU_IDLE,
+    ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
+    ThrottleReasons::SW_POWER_CAP,
+    ThrottleReasons::HW_SLOWDOWN,
+    ThrottleReasons::SYNC_BOOST,
+    ThrottleReasons::SW_THERMAL_SLOWDOWN,
+    ThrottleReasons::HW_THERMAL_SLOWDOWN,
+    ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
+    ThrottleReasons::DISPLAY_CLOCK_SETTING,
+];
+
+/// Samples of one GPU: every one carries its `gpu` and `uuid` labels.
+pub struct GpuSamples<'a> {
+    out: &'a mut Samples,
+    gpu: String,
+    uuid: &'a str,
+}
+
+impl<'a> GpuSamples<'a> {
+    pub fn new(out: &'a mut Samples, index: u32, uuid: &'a str) -> Self {
+        Self {
+            out,
+            gpu: index.to_string(),
+            uuid,
+        }
+    }
+
+    /// Adds a sample with `labels` after `gpu` and `uuid`, if there is a value.
+    pub fn add(&mut self, metric: &'static Metric, labels: &[&str], value: Option<f64>) {
+        let mut all = Vec::with_capacity(2 + labels.len());
+        all.extend([self.gpu.as_str(), self.uuid]);
+        all.extend_from_slice(labels);
+        self.out.add_some(metric, &all, value);
+    }
+}
+
+pub fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) {
+    let temperature = reader.read("temperature", |d| d.temperature(TemperatureSensor::Gpu));
+    gpu.add(&TEMPERATURE, &[], temperature.map(f64::from));
+    let power = reader.read("power_usage", Device::power_usage);
+    gpu.add(&POWER_USAGE, &[], power.map(milliwatts_to_watts));
+    let limit = reader.read("power_limit", Device::enforced_power_limit);
+    gpu.add(&POWER_LIMIT, &[], limit.map(milliwatts_to_watts));
+
+    if let Some(memory) = reader.read("memory", Device::memory_info) {
+        gpu.add(&MEMORY_TOTAL, &[], Some(memory.total as f64));
+        gpu.add(&MEMORY_USED, &[], Some(memory.used as f64));
+        gpu.add(&MEMORY_FREE, &[], Some(memory.free as f64));
+        gpu.add(&MEMORY_RESERVED, &[], Some(memory.reserved as f64));
+    }
+    if let Some(utilization) = reader.read("utilization", Device::utilization_rates) {
+        gpu.add(&UTILIZATION, &[], Some(percent_to_ratio(utilization.gpu)));
+        gpu.add(
+            &MEMORY_UTILIZATION,
+            &[],
+            Some(percent_to_ratio(utilization.memory)),
+        );
+    }
+    let encoder = reader.read("encoder_utilization", Device::encoder_utilization);
+    gpu.add(
+        &ENCODER_UTILIZATION,
+        &[],
+        encoder.map(|u| percent_to_ratio(u.utilization)),
+    );
+    let decoder = reader.read("decoder_utilization", Device::decoder_utilization);
+    gpu.add(
+        &DECODER_UTILIZATION,
+        &[],
+        decoder.map(|u| percent_to_ratio(u.utilization)),
+    );
+
+    for (name, clock) in CLOCK_DOMAINS {
+        let hertz = reader.read("clock", |d| d.clock_info(clock));
+        gpu.add(&CLOCK, &[name], hertz.map(megahertz_to_hertz));
+    }
+    for fan in 0..discovered.fans {
+        let speed = reader.read("fan_speed", |d| d.fan_speed(fan));
+        gpu.add(&FAN_SPEED, &[&fan.to_string()], speed.map(percent_to_ratio));
+    }
+    let state = reader
+        .read("performance_state", Device::performance_state)
+        .filter(|state| *state != PerformanceState::Unknown);
+    gpu.add(&PERFORMANCE_STATE, &[], state.map(|s| f64::from(s.as_c())));
+
+    if let Some(active) = reader.read("clock_event_reasons", Device::current_throttle_reasons) {
+        for (reason, bit) in CLOCK_EVENT_REASONS.iter().zip(CLOCK_EVENT_BITS) {
+            if discovered.clock_event_reasons.contains(bit) {
+                gpu.add(
+                    &CLOCK_EVENT_ACTIVE,
+                    &[reason],
+                    Some(bool_value(active.contains(bit))),
+                );
+            }
+        }
+    }
+    let generation = reader.read("pcie_generation", Device::current_pcie_link_gen);
+    gpu.add(&PCIE_LINK_GENERATION, &[], generation.map(f64::from));
+    let width = reader.read("pcie_width", Device::current_pcie_link_width);
+    gpu.add(&PCIE_LINK_WIDTH, &[], width.map(f64::from));
+
+    read_fields(reader, discovered.nvlinks, gpu);
+}
+
+/// Counters, memory repair, throttle time, recovery action and NVLink, in one call.
+fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
+    let mut requests: Vec<Field> = GPU_FIELDS
+        .iter()
+        .map(|(id, ..)| Field { id: *id, scope: 0 })
+        .collect();
+    requests.push(Field {
+        id: NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
+        scope: 0,
+    });
+    let mut link_fields = Vec::new();
+    for link in 0..nvlinks {
+        for (id, metric, kind) in &NVLINK_FIELDS {
+            if let Some(id) = id(link) {
+                requests.push(Field { id, scope: link });
+                link_fields.push((link.to_string(), *metric, *kind));
+            }
+        }
+    }
+    let Some(values) = reader.read("field_values", |d| fields::read(d, &requests)) else {
+        return;
+    };
+    let (gpu_values, rest) = values.split_at(GPU_FIELDS.len());
+    for ((_, metric, label, divisor), value) in GPU_FIELDS.iter().zip(gpu_values) {
+        let labels: &[&str] = match label {
+            Some(label) => &[label],
+            None => &[],
+        };
+        gpu.add(metric, labels, value.map(|v| v / divisor));
+    }
+    if let Some(action) = rest[0] {
+        for (code, name) in RECOVERY_ACTIONS.iter().enumerate() {
+            let active = action == code as f64;
+            gpu.add(&RECOVERY_ACTION, &[name], Some(bool_value(active)));
+        }
+    }
+    for ((link, metric, kind), value) in link_fields.iter().zip(&rest[1..]) {
+        let mut labels = vec![link.as_str()];
+        labels.extend(*kind);
+        gpu.add(metric, &labels, *value);
+    }
+}
