@@ -65,7 +65,8 @@ fn rendering(c: &mut Criterion) {
         );
         let slots = [slot("gpu", &gpu), slot("host", &host)];
         c.bench_with_input(BenchmarkId::new("scrape", gpus), &gpus, |b, _| {
-            b.iter(|| black_box(scrape(&slots, &process, &BuildInfo::CURRENT)))
+            let slots: Vec<&Slot> = slots.iter().collect();
+            b.iter(|| black_box(scrape(&slots, Some(&process), &BuildInfo::CURRENT)))
         });
     }
 }

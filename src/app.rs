@@ -41,6 +41,7 @@ pub fn run(options: Options) -> Result<(), String> {
         process: ProcessCollector::for_self(),
         interval,
         require_gpu: options.require_gpu,
+        disable_exporter_metrics: options.disable_exporter_metrics,
         started: SystemTime::now(),
         telemetry_path: options.telemetry_path.clone(),
     });

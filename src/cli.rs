@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
+};
+
+use crate::collector::COLLECTORS;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +22,70 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the command line (exit code 2 with a message on an error),
+    /// including a `--collector.<name>` and `--no-collector.<name>` flag per
+    /// collector.
+    pub fn parse_with_collectors() -> Self {
+        let matches = command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.options.collectors =
+            enabled_collectors(&matches, cli.options.disable_default_collectors);
+        cli
+    }
+}
+
+/// The command with the per-collector flags, which derive cannot generate.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    for registration in COLLECTORS {
+        let name = registration.name;
+        let default = if registration.enabled_by_default {
+            "on"
+        } else {
+            "off"
+        };
+        command = command
+            .arg(
+                clap::Arg::new(format!("collector.{name}"))
+                    .long(format!("collector.{name}"))
+                    .env(format!("SIE_COLLECTOR_{}", name.to_uppercase()))
+                    .value_parser(clap::value_parser!(bool))
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true")
+                    .help(format!(
+                        "Collect {} [default: {default}]",
+                        registration.help
+                    )),
+            )
+            .arg(
+                clap::Arg::new(format!("no-collector.{name}"))
+                    .long(format!("no-collector.{name}"))
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Do not run the {name} collector")),
+            );
+    }
+    command
+}
+
+fn enabled_collectors(matches: &ArgMatches, disable_defaults: bool) -> Vec<&'static str> {
+    COLLECTORS
+        .iter()
+        .filter(|registration| {
+            let name = registration.name;
+            if matches.get_flag(&format!("no-collector.{name}")) {
+                return false;
+            }
+            let explicit = matches
+                .get_one::<bool>(&format!("collector.{name}"))
+                .copied();
+            explicit.unwrap_or(registration.enabled_by_default && !disable_defaults)
+        })
+        .map(|registration| registration.name)
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +146,24 @@ pub struct Options {
     /// Log line format.
     #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Run only the collectors enabled explicitly with --collector.<name>.
+    #[arg(
+        long = "collector.disable-defaults",
+        env = "SIE_COLLECTOR_DISABLE_DEFAULTS"
+    )]
+    pub disable_default_collectors: bool,
+
+    /// Leave out the metrics about the exporter process itself (process_*).
+    #[arg(
+        long = "web.disable-exporter-metrics",
+        env = "SIE_WEB_DISABLE_EXPORTER_METRICS"
+    )]
+    pub disable_exporter_metrics: bool,
+
+    /// The collectors to run, from the --collector.<name> flags.
+    #[arg(skip)]
+    pub collectors: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +207,26 @@ mod tests {
 
     #[test]
     fn flags_are_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn collectors(args: &[&str]) -> Vec<&'static str> {
+        let matches = command()
+            .try_get_matches_from(std::iter::once("exporter").chain(args.iter().copied()))
+            .unwrap();
+        let disable = matches.get_flag("disable_default_collectors");
+        enabled_collectors(&matches, disable)
+    }
+
+    #[test]
+    fn collectors_are_selected_like_node_exporter() {
+        assert_eq!(collectors(&[]), ["gpu", "host", "pods"]);
+        assert_eq!(collectors(&["--no-collector.host"]), ["gpu", "pods"]);
+        assert_eq!(
+            collectors(&["--collector.disable-defaults", "--collector.host"]),
+            ["host"]
+        );
+        assert_eq!(collectors(&["--collector.gpu=false"]), ["host", "pods"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use system_info_exporter::cli::{Cli, Command, LogFormat, LogLevel};
 use system_info_exporter::{app, healthcheck};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_collectors();
     if let Some(Command::Healthcheck { url }) = cli.command {
         let url = url.unwrap_or_else(|| healthcheck::default_url(cli.options.listen_address));
         return healthcheck::run(&url);

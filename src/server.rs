@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::process_collector::ProcessCollector;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub process: ProcessCollector,
     pub interval: Duration,
     pub require_gpu: bool,
+    /// Leave out the process metrics (`--web.disable-exporter-metrics`).
+    pub disable_exporter_metrics: bool,
     pub started: SystemTime,
     pub telemetry_path: String,
 }
@@ -48,9 +50,14 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = render::scrape(&state.slots, &state.process, &BuildInfo::CURRENT);
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
+async fn metrics(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let slots = match render::select(&state.slots, query.as_deref()) {
+        Ok(slots) => slots,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
+    let process = (!state.disable_exporter_metrics).then_some(&state.process);
+    let body = render::scrape(&slots, process, &BuildInfo::CURRENT);
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
 fn current_health(state: &AppState) -> Health {

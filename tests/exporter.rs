@@ -665,6 +665,8 @@ fn invalid_flags_exit_2_with_a_message_naming_the_flag() {
         (&["--web.telemetry-path=metrics"], "--web.telemetry-path"),
         (&["--log.level=loud"], "--log.level"),
         (&["--no-such-flag"], "--no-such-flag"),
+        (&["--collector.disk"], "--collector.disk"),
+        (&["--collector.gpu=maybe"], "--collector.gpu"),
     ] {
         let output = run(args);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -959,4 +961,42 @@ fn build_info_names_the_git_revision() {
     let s = exporter.scrape();
     let info = &s.find("system_info_exporter_build_info", &[])[0];
     assert_eq!(info.labels["revision"], revision.trim());
+}
+
+#[test]
+fn collectors_are_chosen_by_flags_and_by_scrape() {
+    let config = DoubleConfig::new("selection", "");
+    let exporter = start(
+        Driver::Current,
+        &config,
+        &["--no-collector.host", "--web.disable-exporter-metrics"],
+    );
+    let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
+    assert!(!s.has("host_info"));
+    assert!(!s.has("process_resident_memory_bytes"));
+    let collectors = &health(&exporter)["collectors"];
+    assert_eq!(collectors.as_array().unwrap().len(), 1, "{collectors}");
+    assert_eq!(collectors[0]["name"], "gpu");
+
+    let both = start(Driver::Current, &config, &[]);
+    both.scrape_until("both collectors", |s| {
+        s.has("nvidia_gpu_up") && s.has("host_info")
+    });
+    let only_host = both.scrape_at("/metrics?collect%5B%5D=host");
+    assert!(only_host.has("host_info") && !only_host.has("nvidia_gpu_up"));
+    assert_eq!(
+        only_host
+            .find("system_info_exporter_collect_success", &[])
+            .len(),
+        1
+    );
+    let no_host = both.scrape_at("/metrics?exclude[]=host");
+    assert!(!no_host.has("host_info") && no_host.has("nvidia_gpu_up"));
+    let unknown = both.get("/metrics?collect[]=disk").unwrap();
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.body.contains("unknown collector \"disk\""),
+        "{}",
+        unknown.body
+    );
 }

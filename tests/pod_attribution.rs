@@ -55,8 +55,11 @@ fn gpus_are_labelled_with_the_pods_that_hold_them() {
     // The GPU index comes from the GPU collector's latest collection, so the
     // pods collector's first collection may precede it.
     let s = exporter.scrape_until("allocations with GPU indexes", |s| {
-        !s.find("nvidia_gpu_allocation_info", &[("uuid", UUID0), ("gpu", "0")])
-            .is_empty()
+        !s.find(
+            "nvidia_gpu_allocation_info",
+            &[("uuid", UUID0), ("gpu", "0")],
+        )
+        .is_empty()
     });
 
     let held_by = |uuid: &str| {

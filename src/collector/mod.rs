@@ -25,11 +25,14 @@ pub trait Collector: Send {
     fn collect(&mut self, out: &mut Samples) -> bool;
 }
 
-/// How a collector is started: `start` returns `None` when its source is
-/// absent on this machine (e.g. no kubelet socket), and an error that stops
-/// the exporter when it cannot start.
+/// A collector: its name (for `--collector.<name>`, the `collector` label and
+/// `collect[]`), whether it runs unless told otherwise, and how it starts.
+/// `start` returns `None` when its source is absent on this machine (e.g. no
+/// kubelet socket), and an error that stops the exporter when it cannot start.
 pub struct Registration {
     pub name: &'static str,
+    pub enabled_by_default: bool,
+    pub help: &'static str,
     pub start: fn(&Setup) -> Started,
 }
 
@@ -39,14 +42,20 @@ pub type Started = Result<Option<Box<dyn Collector>>, String>;
 pub const COLLECTORS: &[Registration] = &[
     Registration {
         name: "gpu",
+        enabled_by_default: true,
+        help: "NVIDIA GPUs through NVML",
         start: gpu::start,
     },
     Registration {
         name: "host",
+        enabled_by_default: true,
+        help: "the host's CPU, memory, filesystems and network",
         start: host::start,
     },
     Registration {
         name: "pods",
+        enabled_by_default: true,
+        help: "which pods hold which GPUs, from the kubelet (where its socket exists)",
         start: pods::start,
     },
 ];
@@ -118,7 +127,10 @@ impl Running {
 pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Running>), String> {
     let mut slots = Vec::new();
     let mut running = Vec::new();
-    for registration in COLLECTORS {
+    let enabled = COLLECTORS
+        .iter()
+        .filter(|r| setup.options.collectors.contains(&r.name));
+    for registration in enabled {
         let Some(collector) = (registration.start)(setup)? else {
             continue;
         };
