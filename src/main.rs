@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing::level_filters::LevelFilter;
 
 use system_info_exporter::cli::{Cli, Command, LogFormat, LogLevel};
