@@ -79,7 +79,15 @@ pub const RECOVERY_ACTIONS: &[&str] = &[
     "drain_p2p",
     "drain_and_reset",
 ];
-pub const NVML_CALL_PHASES: &[&str] = &["init", "discovery", "collection", "events"];
+pub const NVML_CALL_PHASES: &[&str] = &["init", "discovery", "collection", "events", "processes"];
+pub const PROCESS_TYPES: &[&str] = &["compute", "graphics"];
+
+const GPU_INSTANCE: Label = free("gpu_instance_id");
+const PID: Label = free("pid");
+const PROCESS: Label = free("process");
+const NAMESPACE: Label = free("namespace");
+const POD: Label = free("pod");
+const CONTAINER: Label = free("container");
 
 /// Defines each metric as a constant and lists them all in [`ALL`].
 macro_rules! catalogue {
@@ -247,6 +255,77 @@ catalogue! {
         [GPU, UUID, values("action", RECOVERY_ACTIONS)] unit "1/0",
         "The recovery the driver asks for: exactly one action is 1.",
         "field `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION` (drivers from R570)";
+    MIG_MODE_ENABLED = Gauge "nvidia_gpu_mig_mode_enabled" [GPU, UUID] unit "1/0",
+        "Whether the GPU is in MIG mode (partitioned into MIG devices).",
+        "`nvmlDeviceGetMigMode` current mode";
+    MIG_INFO = Gauge "nvidia_gpu_mig_info"
+        [GPU, UUID, free("mig_uuid"), GPU_INSTANCE, free("compute_instance_id"), free("profile")] unit "always 1",
+        "A MIG device of the GPU; always 1. Join on mig_uuid with nvidia_gpu_allocation_info.",
+        "`nvmlDeviceGetMigDeviceHandleByIndex` (empty slots skipped), `nvmlDeviceGetUUID`, `nvmlDeviceGetGpuInstanceId`, `nvmlDeviceGetComputeInstanceId`; `profile` from the MIG device's name (e.g. `1g.10gb`)";
+    MIG_MEMORY_USED = Gauge "nvidia_gpu_mig_memory_used_bytes"
+        [GPU, UUID, GPU_INSTANCE, free("compute_instance_id")] unit "bytes",
+        "Frame buffer memory used in a MIG device.",
+        "`nvmlDeviceGetMemoryInfo_v2` of the MIG device";
+    MIG_MEMORY_TOTAL = Gauge "nvidia_gpu_mig_memory_total_bytes"
+        [GPU, UUID, GPU_INSTANCE, free("compute_instance_id")] unit "bytes",
+        "Frame buffer memory of a MIG device.",
+        "`nvmlDeviceGetMemoryInfo_v2` of the MIG device";
+    SM_ACTIVE = Gauge "nvidia_gpu_sm_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time at least one warp was active on a multiprocessor, averaged over all multiprocessors, between two collections.",
+        "GPM `NVML_GPM_METRIC_SM_UTIL` (% / 100), Hopper and later; `gpu_instance_id` empty for the whole GPU, set per MIG GPU instance";
+    SM_OCCUPANCY = Gauge "nvidia_gpu_sm_occupancy_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Resident warps as a fraction of the maximum, averaged over all multiprocessors.",
+        "GPM `NVML_GPM_METRIC_SM_OCCUPANCY` (% / 100)";
+    TENSOR_ACTIVE = Gauge "nvidia_gpu_tensor_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time any tensor pipe was active.",
+        "GPM `NVML_GPM_METRIC_ANY_TENSOR_UTIL` (% / 100)";
+    DRAM_ACTIVE = Gauge "nvidia_gpu_dram_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of the device memory bandwidth used.",
+        "GPM `NVML_GPM_METRIC_DRAM_BW_UTIL` (% / 100)";
+    FP64_ACTIVE = Gauge "nvidia_gpu_fp64_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time the FP64 pipe was active.",
+        "GPM `NVML_GPM_METRIC_FP64_UTIL` (% / 100)";
+    FP32_ACTIVE = Gauge "nvidia_gpu_fp32_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time the FP32 pipe was active.",
+        "GPM `NVML_GPM_METRIC_FP32_UTIL` (% / 100)";
+    FP16_ACTIVE = Gauge "nvidia_gpu_fp16_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time the FP16 pipe was active.",
+        "GPM `NVML_GPM_METRIC_FP16_UTIL` (% / 100)";
+    GRAPHICS_ENGINE_ACTIVE = Gauge "nvidia_gpu_graphics_engine_active_ratio" [GPU, UUID, GPU_INSTANCE] unit "0–1",
+        "Fraction of time the graphics or compute engine was active.",
+        "GPM `NVML_GPM_METRIC_GRAPHICS_UTIL` (% / 100)";
+    PCIE_TRANSMIT = Counter "nvidia_gpu_pcie_transmit_bytes_total" [GPU, UUID, GPU_INSTANCE] unit "bytes",
+        "Bytes the GPU sent over PCIe since the exporter started.",
+        "GPM `NVML_GPM_METRIC_PCIE_TX_PER_SEC` (MiB/s) × the time between two collections";
+    PCIE_RECEIVE = Counter "nvidia_gpu_pcie_receive_bytes_total" [GPU, UUID, GPU_INSTANCE] unit "bytes",
+        "Bytes the GPU received over PCIe since the exporter started.",
+        "GPM `NVML_GPM_METRIC_PCIE_RX_PER_SEC` (MiB/s) × the time between two collections";
+    NVLINK_TRANSMIT = Counter "nvidia_gpu_nvlink_transmit_bytes_total" [GPU, UUID, GPU_INSTANCE] unit "bytes",
+        "Bytes the GPU sent over all its NVLink links since the exporter started.",
+        "GPM `NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC` (MiB/s) × the time between two collections";
+    NVLINK_RECEIVE = Counter "nvidia_gpu_nvlink_receive_bytes_total" [GPU, UUID, GPU_INSTANCE] unit "bytes",
+        "Bytes the GPU received over all its NVLink links since the exporter started.",
+        "GPM `NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC` (MiB/s) × the time between two collections";
+    PROCESS_MEMORY_USED = Gauge "nvidia_gpu_process_memory_used_bytes"
+        [GPU, UUID, PID, PROCESS, values("type", PROCESS_TYPES), GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "bytes",
+        "Frame buffer memory a process uses on the GPU.",
+        "collector `processes` (off by default): `nvmlDeviceGetComputeRunningProcesses_v3`, `nvmlDeviceGetGraphicsRunningProcesses_v3`; `process` from `/proc/<pid>/comm`; `gpu_instance_id` set in a MIG instance; `namespace`, `pod`, `container` from the process's cgroup where the container runtime names the pod";
+    PROCESS_SM_UTILIZATION = Gauge "nvidia_gpu_process_sm_utilization_ratio"
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        "Fraction of the last sample period in which the process ran kernels on the GPU's multiprocessors.",
+        "collector `processes`: `nvmlDeviceGetProcessUtilization` since the previous collection (% / 100; 0 for a running process without a sample)";
+    PROCESS_MEMORY_UTILIZATION = Gauge "nvidia_gpu_process_memory_utilization_ratio"
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        "Fraction of the last sample period in which the process read or wrote device memory.",
+        "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
+    PROCESS_ENCODER_UTILIZATION = Gauge "nvidia_gpu_process_encoder_utilization_ratio"
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        "The process's share of the video encoder.",
+        "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
+    PROCESS_DECODER_UTILIZATION = Gauge "nvidia_gpu_process_decoder_utilization_ratio"
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        "The process's share of the video decoder.",
+        "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
     ALLOCATION_INFO = Gauge "nvidia_gpu_allocation_info"
         [GPU, UUID, free("namespace"), free("pod"), free("container")] unit "always 1",
         "A GPU or MIG device allocated to a container by the kubelet; always 1. Join on uuid.",

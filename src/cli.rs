@@ -147,6 +147,21 @@ pub struct Options {
     #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// The proc filesystem the processes collector reads process names and
+    /// cgroups from (the host's needs the host's PID namespace).
+    #[arg(long = "path.procfs", env = "SIE_PATH_PROCFS", default_value = "/proc")]
+    pub procfs: PathBuf,
+
+    /// Container runtime state directories (comma-separated) where the
+    /// processes collector finds the pod of a process's container.
+    #[arg(
+        long = "path.container-state",
+        env = "SIE_PATH_CONTAINER_STATE",
+        value_delimiter = ',',
+        default_value = crate::collector::containers::DEFAULT_STATE_DIRS
+    )]
+    pub container_state: Vec<PathBuf>,
+
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",

@@ -98,10 +98,12 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboard_alerts_and_docs_name_only_exported_metrics() {
-    // GPU 0 has NVLink and reports an XID, so that every GPU family is there.
     let config = DoubleConfig::new(
         "deploy-names",
-        "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\ngpu.0.nvlinks = 2\ngpu.0.xid = 13\n",
+        &format!(
+            "gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n{}",
+            common::EVERY_GPU_FAMILY
+        ),
     );
     let (_kubelet, socket_arg) =
         kubelet::holding("names", "GPU-00000000-0000-4000-8000-000000000000");
@@ -109,13 +111,12 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
         format!("--nvml.library={}", nvml_double(Driver::Current).display()),
         socket_arg,
         "--collect.interval=200ms".to_owned(),
+        "--collector.processes".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
-    let scrape = exporter.scrape_until("every collector and the XID", |s| {
-        s.has("nvidia_gpu_allocation_info")
-            && s.has("host_info")
-            && s.has("nvidia_gpu_last_xid_timestamp_seconds")
+    let scrape = exporter.scrape_until("every collector and family", |s| {
+        s.has("nvidia_gpu_allocation_info") && s.has("host_info") && common::has_every_gpu_family(s)
     });
     let exported: BTreeSet<&str> = scrape.samples.iter().map(|s| s.name.as_str()).collect();
 

@@ -2,25 +2,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{DoubleConfig, Driver, Exporter, http, kubelet, nvml_double, require_tool, wait_for};
-
-fn double_args(driver: Driver) -> Vec<String> {
-    vec![
-        format!("--nvml.library={}", nvml_double(driver).display()),
-        "--collect.interval=200ms".to_owned(),
-    ]
-}
-
-fn start(driver: Driver, config: &DoubleConfig, extra: &[&str]) -> Exporter {
-    let mut args = double_args(driver);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Exporter::start(&args, Some(config))
-}
+use common::{
+    DoubleConfig, Driver, Exporter, double_args, http, kubelet, require_tool,
+    start_on_double as start, wait_for,
+};
 
 const GPU0: [(&str, &str); 2] = [
     ("gpu", "0"),
@@ -714,29 +702,7 @@ fn output_passes_promtool_check_metrics() {
     let config = DoubleConfig::new("promtool", TWO_GPUS);
     let exporter = start(Driver::Current, &config, &[]);
     let s = exporter.scrape_until("GPU metrics", |s| s.has("nvidia_gpu_up"));
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(s.text.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let findings = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && findings.trim().is_empty(),
-        "promtool: {findings}"
-    );
+    common::promtool_check_metrics(&s.text);
 }
 
 #[test]
@@ -752,18 +718,22 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         })
         .collect();
 
-    // Every reading offered, an XID, a lost GPU and a kubelet, so every family is present.
+    // Every reading offered, a lost GPU and a kubelet, so every family is present.
     let config = DoubleConfig::new(
         "doc",
-        &format!("{TWO_GPUS}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\ngpu.0.xid = 13\n"),
+        &format!(
+            "{TWO_GPUS}{}gpu_count = 3\ngpu.2.fail = GPU_IS_LOST\n",
+            common::EVERY_GPU_FAMILY
+        ),
     );
     let (_kubelet, socket_arg) = kubelet::holding("doc", GPU1[1].1);
-    let exporter = start(Driver::Current, &config, &[&socket_arg]);
-    let s = exporter.scrape_until("all collectors and the XID", |s| {
-        s.has("nvidia_gpu_up")
-            && s.has("host_info")
-            && s.has("nvidia_gpu_allocation_info")
-            && s.has("nvidia_gpu_last_xid_timestamp_seconds")
+    let exporter = start(
+        Driver::Current,
+        &config,
+        &[&socket_arg, "--collector.processes"],
+    );
+    let s = exporter.scrape_until("every family", |s| {
+        s.has("host_info") && s.has("nvidia_gpu_allocation_info") && common::has_every_gpu_family(s)
     });
     let exported: std::collections::BTreeSet<&str> = s
         .types
@@ -927,24 +897,45 @@ fn a_driver_reload_is_followed_by_a_new_nvml_initialisation() {
 
 #[test]
 fn a_collection_stays_within_25_nvml_calls_per_gpu() {
-    let config = DoubleConfig::new("budget", "gpu_count = 4\ngpu.3.nvlinks = 18\n");
+    // GPU 2 has GPM profiling, GPU 3 18 NVLink links.
+    let config = DoubleConfig::new(
+        "budget",
+        "gpu_count = 4\ngpu.2.gpm = 1\ngpu.2.gpm_value.2 = 50\ngpu.3.nvlinks = 18\n",
+    );
     let mut args = double_args(Driver::Current);
-    // One collection only: the count is that of exactly one.
-    args[1] = "--collect.interval=1h".to_owned();
+    args[1] = "--collect.interval=1s".to_owned();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
-    let s = exporter.scrape_until("the first collection", |s| s.has("nvidia_gpu_up"));
-    let calls = |phase| s.value("system_info_exporter_nvml_calls_total", &[("phase", phase)]);
+    let finished = |s: &common::Scrape| {
+        s.value(
+            "system_info_exporter_last_collect_timestamp_seconds",
+            &[("collector", "gpu")],
+        )
+    };
+    let calls = |s: &common::Scrape, phase| {
+        s.value("system_info_exporter_nvml_calls_total", &[("phase", phase)])
+            .unwrap()
+    };
+    let first = exporter.scrape_until("the first collection", |s| s.has("nvidia_gpu_up"));
     // Per GPU: handle, temperature, power, limit, memory, utilization,
     // encoder, decoder, 4 clocks, 2 fans, P-state, clock-event reasons, PCIe
-    // generation and width, field values (NVLink included) = 19; plus one
-    // device count per collection.
-    assert_eq!(calls("collection"), Some(1.0 + 4.0 * 19.0));
+    // generation and width, field values (NVLink included), MIG mode = 20;
+    // GPM takes a sample (2 calls) in the first collection; plus one device
+    // count per collection.
+    assert_eq!(calls(&first, "collection"), 1.0 + 4.0 * 20.0 + 2.0);
     // Identity and limits are read once per initialisation: 4 identity reads,
     // 4 maximum clocks, 4 thresholds, 2 PCIe maxima, ECC mode, NVLink count,
-    // fans, clock-event reasons, event types.
-    assert_eq!(calls("discovery"), Some(4.0 * 19.0));
-    assert_eq!(calls("init"), Some(4.0));
+    // fans, clock-event reasons, event types, MIG slots, GPM support.
+    assert_eq!(calls(&first, "discovery"), 4.0 * 21.0);
+    assert_eq!(calls(&first, "init"), 4.0);
+
+    // Later collections: GPM adds a sample, the metrics and freeing the
+    // previous sample, 24 calls for that GPU.
+    let second =
+        exporter.scrape_until("the second collection", |s| finished(s) != finished(&first));
+    let one_collection = calls(&second, "collection") - calls(&first, "collection");
+    assert_eq!(one_collection, 1.0 + 3.0 * 20.0 + 24.0);
+    assert!(second.has("nvidia_gpu_sm_active_ratio"));
 }
 
 #[test]

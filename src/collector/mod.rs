@@ -4,9 +4,11 @@
 //! published text. Adding a collector is one module and one line in
 //! [`COLLECTORS`]; the HTTP side and the renderer iterate over what runs.
 
+pub mod containers;
 pub mod gpu;
 pub mod host;
 pub mod pods;
+pub mod processes;
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,12 @@ pub const COLLECTORS: &[Registration] = &[
         start: host::start,
     },
     Registration {
+        name: "processes",
+        enabled_by_default: false,
+        help: "each GPU process's memory and utilisation (many series: off by default)",
+        start: processes::start,
+    },
+    Registration {
         name: "pods",
         enabled_by_default: true,
         help: "which pods hold which GPUs, from the kubelet (where its socket exists)",
@@ -73,6 +81,11 @@ pub struct Shared {
     /// Written by the GPU collector; `None` before its first collection or
     /// when it does not run.
     pub gpu: Latest<GpuStatus>,
+    /// The GPU collector's NVML session while there is one, for collectors
+    /// that read NVML too (processes): one initialisation, one backoff.
+    pub nvml: Latest<Arc<nvml_wrapper::Nvml>>,
+    /// Every NVML call of every collector, by phase.
+    pub nvml_calls: gpu::NvmlCalls,
 }
 
 /// The latest published result of something, shared by `Arc`: publishing
@@ -92,6 +105,10 @@ impl<T> Latest<T> {
 
     pub fn set(&self, value: T) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(value));
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

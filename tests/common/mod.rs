@@ -94,6 +94,60 @@ impl DoubleConfig {
     }
 }
 
+/// Test-double settings under which GPU 0 exports every GPU family: an XID,
+/// NVLink, GPM profiling, a MIG device and a process (the last one with
+/// `--collector.processes`).
+pub const EVERY_GPU_FAMILY: &str = "
+gpu.0.xid = 13
+gpu.0.nvlinks = 2
+gpu.0.gpm = 1
+gpu.0.gpm_value.1 = 70
+gpu.0.gpm_value.2 = 45
+gpu.0.gpm_value.3 = 30
+gpu.0.gpm_value.5 = 12
+gpu.0.gpm_value.10 = 60
+gpu.0.gpm_value.11 = 1
+gpu.0.gpm_value.12 = 25
+gpu.0.gpm_value.13 = 5
+gpu.0.gpm_value.20 = 100
+gpu.0.gpm_value.21 = 50
+gpu.0.gpm_value.60 = 1000
+gpu.0.gpm_value.61 = 2000
+gpu.0.mig = 1
+gpu.0.mig_slots = 7
+gpu.0.mig_device.0 = MIG-00000000-0000-5000-8000-000000000000 gi=1 ci=0 profile=7g.80gb memory_total=85899345920 memory_used=1073741824
+process.0 = gpu=0 pid=1 type=compute memory=1073741824 gi=1 ci=0 sm=10
+";
+
+/// Whether a scrape has every family `EVERY_GPU_FAMILY` brings.
+pub fn has_every_gpu_family(s: &Scrape) -> bool {
+    [
+        "nvidia_gpu_last_xid_timestamp_seconds",
+        "nvidia_gpu_nvlink_up",
+        "nvidia_gpu_sm_active_ratio",
+        "nvidia_gpu_mig_info",
+        "nvidia_gpu_process_memory_used_bytes",
+    ]
+    .iter()
+    .all(|name| s.has(name))
+}
+
+/// The flags that point the exporter at the test double, collecting every 200 ms.
+pub fn double_args(driver: Driver) -> Vec<String> {
+    vec![
+        format!("--nvml.library={}", nvml_double(driver).display()),
+        "--collect.interval=200ms".to_owned(),
+    ]
+}
+
+/// Starts the exporter on the test double with `extra` flags.
+pub fn start_on_double(driver: Driver, config: &DoubleConfig, extra: &[&str]) -> Exporter {
+    let mut args = double_args(driver);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start(&args, Some(config))
+}
+
 pub struct Exporter {
     child: Child,
     pub port: u16,
@@ -326,7 +380,10 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         let mut chars = after.char_indices();
         let end = loop {
             match chars.next().unwrap() {
-                (_, '\\') => value.push(chars.next().unwrap().1),
+                (_, '\\') => match chars.next().unwrap().1 {
+                    'n' => value.push('\n'),
+                    escaped => value.push(escaped),
+                },
                 (i, '"') => break i,
                 (_, c) => value.push(c),
             }
@@ -370,4 +427,32 @@ pub fn require_tool(tool: &str, install: &str) -> bool {
 pub fn require_python_module(module: &str, install: &str) -> bool {
     let found = shell_succeeds(&format!("python3 -c 'import {module}'"));
     require(found, &format!("the Python module {module}"), install)
+}
+
+/// Asserts that `promtool check metrics` finds nothing to say about `text`.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool: {findings}"
+    );
 }

@@ -52,6 +52,7 @@ enum {
     NVML_ERROR_NOT_SUPPORTED = 3,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_TIMEOUT = 10,
     NVML_ERROR_GPU_IS_LOST = 15,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
@@ -60,13 +61,14 @@ enum {
 
 static const struct { const char *name; nvmlReturn_t code; } RETURN_NAMES[] = {
     {"SUCCESS", 0}, {"UNINITIALIZED", 1}, {"INVALID_ARGUMENT", 2},
-    {"NOT_SUPPORTED", 3}, {"NO_PERMISSION", 4}, {"INSUFFICIENT_SIZE", 7},
+    {"NOT_SUPPORTED", 3}, {"NO_PERMISSION", 4}, {"NOT_FOUND", 6}, {"INSUFFICIENT_SIZE", 7},
     {"DRIVER_NOT_LOADED", 9}, {"TIMEOUT", 10}, {"LIBRARY_NOT_FOUND", 12},
     {"GPU_IS_LOST", 15}, {"RESET_REQUIRED", 16}, {"LIB_RM_VERSION_MISMATCH", 18},
     {"ARGUMENT_VERSION_MISMATCH", 25}, {"UNKNOWN", 999},
 };
 
-typedef struct nvmlDevice_st { unsigned int index; } *nvmlDevice_t;
+/* A GPU's handle has mig = -1; a MIG device's has the slot of its parent GPU. */
+typedef struct nvmlDevice_st { unsigned int index; int mig; } *nvmlDevice_t;
 
 typedef struct nvmlPciInfo_st {
     char busIdLegacy[16];
@@ -97,6 +99,9 @@ typedef struct nvmlUtilization_st { unsigned int gpu; unsigned int memory; } nvm
 #define MAX_FANS 8
 #define MAX_NVLINKS 18
 #define MAX_QUEUED_EVENTS 64
+#define MAX_MIG 7
+#define MAX_PROCESSES 16384
+#define GPM_METRIC_MAX 210
 
 /* nvmlEventType* */
 #define EVENT_SINGLE_BIT_ECC 1ULL
@@ -147,7 +152,11 @@ enum { VALUE_UINT = 1, VALUE_ULL = 3 };
     X(clock_event_reasons, 0x1 /* GPU idle */)              \
     X(supported_clock_event_reasons, 0x1ff)                 \
     X(supported_events, EVENT_XID | EVENT_SINGLE_BIT_ECC | EVENT_DOUBLE_BIT_ECC) \
-    X(nvlinks, 0)
+    X(nvlinks, 0)                                           \
+    X(mig, 0)             /* current MIG mode */            \
+    X(mig_slots, 0)       /* nvmlDeviceGetMaxMigDeviceCount */ \
+    X(gpm, 0)             /* GPM supported */               \
+    X(gpm_mig, 0)         /* GPM per MIG instance */
 
 /* Per-GPU arrays: X(name, length, default for GPU i, element k). Key gpu.N.<name>.K. */
 #define GPU_ARRAYS(X)                                                         \
@@ -174,6 +183,16 @@ struct gpu {
 #undef STRING
     nvmlReturn_t fail;
     char unsupported[256];
+    /* MIG devices by slot; an empty slot (no uuid) answers NOT_FOUND. */
+    struct mig { char uuid[96], profile[32]; unsigned int gi, ci; unsigned long long memory_total, memory_used; } migs[MAX_MIG];
+    /* GPM metric values by NVML metric id; NaN: not supported. */
+    double gpm_value[GPM_METRIC_MAX + 1];
+};
+
+/* A process on a GPU: compute or graphics, with its utilisation (%). */
+struct process {
+    unsigned int gpu, pid, graphics, gi, ci, sm, mem, enc, dec;
+    unsigned long long memory;
 };
 
 /* An event waiting to be delivered by nvmlEventSetWait_v2. */
@@ -201,6 +220,9 @@ static struct stat loaded_stat;
 static int loaded;
 static struct event queue[MAX_QUEUED_EVENTS];
 static unsigned int queued;
+static struct nvmlDevice_st mig_handles[MAX_GPUS][MAX_MIG];
+static struct process processes[MAX_PROCESSES];
+static unsigned int process_count;
 
 static void defaults(void) {
     memset(&cfg, 0, sizeof cfg);
@@ -209,6 +231,7 @@ static void defaults(void) {
     strcpy(cfg.nvml_version, "12.550.54.15");
     cfg.cuda_driver_version = 12040;
     cfg.stale_error = NVML_ERROR_UNKNOWN;
+    process_count = 0;
     for (unsigned int i = 0; i < MAX_GPUS; i++) {
         struct gpu *g = &cfg.gpus[i];
 #define NUMBER(name, def) g->name = (def);
@@ -216,6 +239,7 @@ static void defaults(void) {
         GPU_NUMBERS(NUMBER) GPU_ARRAYS(ARRAY)
 #undef NUMBER
 #undef ARRAY
+        for (unsigned int k = 0; k <= GPM_METRIC_MAX; k++) g->gpm_value[k] = __builtin_nan("");
         strcpy(g->name, "NVIDIA A100-SXM4-80GB");
         snprintf(g->uuid, sizeof g->uuid, "GPU-00000000-0000-4000-8000-%012u", i);
         snprintf(g->serial, sizeof g->serial, "13240000%05u", i);
@@ -266,10 +290,51 @@ static void set_gpu(unsigned int index, const char *key, const char *v) {
 #undef NUMBER
 #undef ARRAY
 #undef STRING
+    if (sscanf(key, "mig_device.%u", &k) == 1 && k < MAX_MIG) {
+        struct mig *m = &g->migs[k];
+        sscanf(v, "%95s gi=%u ci=%u profile=%31s memory_total=%llu memory_used=%llu",
+               m->uuid, &m->gi, &m->ci, m->profile, &m->memory_total, &m->memory_used);
+        return;
+    }
+    if (sscanf(key, "gpm_value.%u", &k) == 1 && k <= GPM_METRIC_MAX) {
+        g->gpm_value[k] = strtod(v, NULL);
+        return;
+    }
     if (!strcmp(key, "fail")) g->fail = return_code(v);
     else if (!strcmp(key, "unsupported")) snprintf(g->unsupported, sizeof g->unsupported, " %s ", v);
     else if (!strcmp(key, "xid") || !strcmp(key, "ecc_events")) queue_events(index, key, v);
     else fprintf(stderr, "nvml double: unknown key gpu.N.%s\n", key);
+}
+
+/* "gpu=0 pid=4242 type=compute memory=1073741824 gi=1 ci=0 sm=50 mem=20 enc=0 dec=0";
+ * gi and ci default to 0xFFFFFFFF (not in a MIG instance). */
+static void add_process(const char *v) {
+    if (process_count >= MAX_PROCESSES) return;
+    struct process p = {.gi = 0xFFFFFFFF, .ci = 0xFFFFFFFF};
+    char list[512], *save = NULL, type[16] = "compute";
+    copy(list, sizeof list, v);
+    for (char *word = strtok_r(list, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        sscanf(word, "gpu=%u", &p.gpu);
+        sscanf(word, "pid=%u", &p.pid);
+        sscanf(word, "type=%15s", type);
+        sscanf(word, "memory=%llu", &p.memory);
+        sscanf(word, "gi=%u", &p.gi);
+        sscanf(word, "ci=%u", &p.ci);
+        sscanf(word, "sm=%u", &p.sm);
+        sscanf(word, "mem=%u", &p.mem);
+        sscanf(word, "enc=%u", &p.enc);
+        sscanf(word, "dec=%u", &p.dec);
+    }
+    p.graphics = !strcmp(type, "graphics");
+    processes[process_count++] = p;
+}
+
+/* "GPU COUNT FIRST_PID": COUNT compute processes of 1 MiB and 1% SM each. */
+static void add_synthetic_processes(const char *v) {
+    unsigned int gpu = 0, count = 0, first = 0;
+    sscanf(v, "%u %u %u", &gpu, &count, &first);
+    for (unsigned int i = 0; i < count && process_count < MAX_PROCESSES; i++)
+        processes[process_count++] = (struct process){gpu, first + i, 0, 0xFFFFFFFF, 0xFFFFFFFF, 1, 0, 0, 0, 1048576};
 }
 
 /* Re-reads the config file when it changed since the last call. */
@@ -310,6 +375,8 @@ static void reload(void) {
         else if (!strcmp(key, "call_log")) copy(cfg.call_log, sizeof cfg.call_log, value);
         else if (!strcmp(key, "driver_generation")) cfg.driver_generation = strtoul(value, NULL, 0);
         else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
+        else if (!strncmp(key, "process.", 8)) add_process(value);
+        else if (!strcmp(key, "synthetic_processes")) add_synthetic_processes(value);
         else fprintf(stderr, "nvml double: unknown key %s\n", key);
     }
     fclose(f);
@@ -358,6 +425,20 @@ static nvmlReturn_t device_query(nvmlDevice_t device, const void *out, const cha
     if (strstr((*g)->unsupported, word)) return NVML_ERROR_NOT_SUPPORTED;
     return NVML_SUCCESS;
 }
+
+/* The MIG device behind a MIG handle, or NULL for any other handle. */
+static struct mig *mig_of(nvmlDevice_t device) {
+    struct nvmlDevice_st *first = &mig_handles[0][0], *last = &mig_handles[MAX_GPUS - 1][MAX_MIG - 1];
+    if (!init_count || device < first || device > last || device->index >= cfg.gpu_count) return NULL;
+    struct mig *m = &cfg.gpus[device->index].migs[device->mig];
+    return m->uuid[0] ? m : NULL;
+}
+
+/* For queries that also take MIG handles: answers for the MIG device `m`. */
+#define MIG_QUERY(device, out)                               \
+    enter();                                                 \
+    struct mig *m = mig_of(device);                          \
+    if (m && !(out)) return leave(NVML_ERROR_INVALID_ARGUMENT);
 
 #define QUERY(device, out, field)                            \
     struct gpu *g = NULL;                                    \
@@ -438,17 +519,27 @@ API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t 
     if (!device || index >= cfg.gpu_count) return leave(NVML_ERROR_INVALID_ARGUMENT);
     if (init_generation != cfg.driver_generation) return leave(cfg.stale_error);
     if (cfg.gpus[index].fail) return leave(cfg.gpus[index].fail);
-    handles[index].index = index;
+    handles[index] = (struct nvmlDevice_st){index, -1};
     *device = &handles[index];
     return leave(NVML_SUCCESS);
 }
 
 API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+    MIG_QUERY(device, uuid);
+    if (m) return leave(copy_string(uuid, length, m->uuid));
+    pthread_mutex_unlock(&lock);
     QUERY(device, uuid, "uuid");
     return leave(copy_string(uuid, length, g->uuid));
 }
 
 API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
+    MIG_QUERY(device, name);
+    if (m) {
+        char mig_name[160];
+        snprintf(mig_name, sizeof mig_name, "%s MIG %s", cfg.gpus[device->index].name, m->profile);
+        return leave(copy_string(name, length, mig_name));
+    }
+    pthread_mutex_unlock(&lock);
     QUERY(device, name, "name");
     return leave(copy_string(name, length, g->name));
 }
@@ -488,6 +579,16 @@ API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned i
 }
 
 API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
+    MIG_QUERY(device, memory);
+    if (m) {
+        if (memory->version != nvmlMemory_v2) return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        memory->total = m->memory_total;
+        memory->reserved = 0;
+        memory->used = m->memory_used;
+        memory->free = m->memory_total - m->memory_used;
+        return leave(NVML_SUCCESS);
+    }
+    pthread_mutex_unlock(&lock);
     QUERY(device, memory, "memory");
     if (memory->version != nvmlMemory_v2) return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
     memory->total = g->memory_total;
@@ -762,7 +863,7 @@ static int take_event(nvmlEventSet_t set, nvmlEventData_t *data) {
         if (e.gpu >= cfg.gpu_count || !(set->registered[e.gpu] & e.type)) continue;
         memmove(&queue[i], &queue[i + 1], (queued - i - 1) * sizeof *queue);
         queued--;
-        handles[e.gpu].index = e.gpu;
+        handles[e.gpu] = (struct nvmlDevice_st){e.gpu, -1};
         *data = (nvmlEventData_t){&handles[e.gpu], e.type, e.data, 0xFFFFFFFF, 0xFFFFFFFF};
         return 1;
     }
@@ -784,4 +885,190 @@ API nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, 
         if (elapsed_ms >= timeout_ms) return NVML_ERROR_TIMEOUT;
         nanosleep(&step, NULL);
     }
+}
+
+/* ---- MIG ---- */
+API nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current, unsigned int *pending) {
+    QUERY(device, current, "mig");
+    if (!pending) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    *current = *pending = g->mig ? 1 : 0;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
+    QUERY(device, count, "mig");
+    *count = (unsigned int)(g->mig_slots < MAX_MIG ? g->mig_slots : MAX_MIG);
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index, nvmlDevice_t *mig) {
+    QUERY(device, mig, "mig");
+    if (!g->mig || index >= g->mig_slots || index >= MAX_MIG) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    if (!g->migs[index].uuid[0]) return leave(NVML_ERROR_NOT_FOUND);
+    mig_handles[device->index][index] = (struct nvmlDevice_st){device->index, (int)index};
+    *mig = &mig_handles[device->index][index];
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id) {
+    MIG_QUERY(device, id);
+    if (!m) return leave(NVML_ERROR_NOT_SUPPORTED);
+    *id = m->gi;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int *id) {
+    MIG_QUERY(device, id);
+    if (!m) return leave(NVML_ERROR_NOT_SUPPORTED);
+    *id = m->ci;
+    return leave(NVML_SUCCESS);
+}
+
+/* ---- Processes ---- */
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_t;
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
+/* NVML's two-call pattern: with too small a buffer, the count needed and
+ * INSUFFICIENT_SIZE. */
+static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos, unsigned int graphics) {
+    QUERY(device, count, graphics ? "graphics_processes" : "compute_processes");
+    unsigned int n = 0;
+    for (unsigned int i = 0; i < process_count; i++)
+        if (processes[i].gpu == device->index && processes[i].graphics == graphics) {
+            if (infos && n < *count) {
+                struct process *p = &processes[i];
+                infos[n] = (nvmlProcessInfo_t){p->pid, p->memory, p->gi, p->ci};
+            }
+            n++;
+        }
+    rc = n > *count ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    if (rc == NVML_SUCCESS && n && !infos) rc = NVML_ERROR_INVALID_ARGUMENT;
+    *count = n;
+    return leave(rc);
+}
+
+API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return running_processes(device, count, infos, 0);
+}
+
+API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return running_processes(device, count, infos, 1);
+}
+
+/* One sample per process with some utilisation, recorded "now" (the driver
+ * samples active processes continuously); NOT_FOUND when there is none newer
+ * than last_seen. */
+API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUtilizationSample_t *samples,
+                                                 unsigned int *count, unsigned long long last_seen) {
+    QUERY(device, count, "process_utilization");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long long stamp = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
+    unsigned int n = 0;
+    for (unsigned int i = 0; i < process_count; i++) {
+        struct process *p = &processes[i];
+        if (p->gpu != device->index || !(p->sm | p->mem | p->enc | p->dec) || stamp <= last_seen) continue;
+        if (samples && n < *count) samples[n] = (nvmlProcessUtilizationSample_t){p->pid, stamp, p->sm, p->mem, p->enc, p->dec};
+        n++;
+    }
+    if (!n) return leave(NVML_ERROR_NOT_FOUND);
+    rc = !samples || n > *count ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    *count = n;
+    return leave(rc);
+}
+
+/* ---- GPM (GPU Performance Monitoring, Hopper and later) ---- */
+#define NVML_GPM_METRICS_GET_VERSION 1
+#define NVML_GPM_SUPPORT_VERSION 1
+
+typedef struct gpm_sample { unsigned int gpu, gi, taken; struct timespec at; } *nvmlGpmSample_t;
+
+typedef struct {
+    unsigned int metricId;
+    nvmlReturn_t nvmlReturn;
+    double value;
+    struct { char *shortName; char *longName; char *unit; } metricInfo;
+} nvmlGpmMetric_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned int numMetrics;
+    nvmlGpmSample_t sample1;
+    nvmlGpmSample_t sample2;
+    nvmlGpmMetric_t metrics[GPM_METRIC_MAX];
+} nvmlGpmMetricsGet_t;
+
+typedef struct { unsigned int version; unsigned int isSupportedDevice; } nvmlGpmSupport_t;
+
+API nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *support) {
+    QUERY(device, support, "gpm");
+    if (support->version != NVML_GPM_SUPPORT_VERSION) return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    support->isSupportedDevice = g->gpm ? 1 : 0;
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlGpmSampleAlloc(nvmlGpmSample_t *sample) {
+    enter();
+    if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
+    if (!sample) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    *sample = calloc(1, sizeof **sample);
+    return leave(*sample ? NVML_SUCCESS : NVML_ERROR_UNKNOWN);
+}
+
+API nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample) {
+    enter();
+    free(sample);
+    return leave(NVML_SUCCESS);
+}
+
+static nvmlReturn_t take_sample(nvmlDevice_t device, unsigned int gi, nvmlGpmSample_t sample) {
+    QUERY(device, sample, "gpm");
+    if (!g->gpm || (gi != 0xFFFFFFFF && !g->gpm_mig)) return leave(NVML_ERROR_NOT_SUPPORTED);
+    *sample = (struct gpm_sample){device->index, gi, 1, {0, 0}};
+    clock_gettime(CLOCK_MONOTONIC, &sample->at);
+    return leave(NVML_SUCCESS);
+}
+
+API nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample) {
+    return take_sample(device, 0xFFFFFFFF, sample);
+}
+
+API nvmlReturn_t nvmlGpmMigSampleGet(nvmlDevice_t device, unsigned int gpu_instance, nvmlGpmSample_t sample) {
+    return take_sample(device, gpu_instance, sample);
+}
+
+/* The configured value of each metric (what the hardware counters would
+ * yield between the two samples); NOT_SUPPORTED for metrics not configured. */
+API nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
+    enter();
+    if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
+    if (!request) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    if (request->version != NVML_GPM_METRICS_GET_VERSION) return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    nvmlGpmSample_t a = request->sample1, b = request->sample2;
+    if (!a || !b || !a->taken || !b->taken || a->gpu != b->gpu || a->gi != b->gi ||
+        request->numMetrics > GPM_METRIC_MAX || a->gpu >= cfg.gpu_count)
+        return leave(NVML_ERROR_INVALID_ARGUMENT);
+    static char short_name[] = "metric", long_name[] = "GPM metric", unit[] = "%";
+    struct gpu *g = &cfg.gpus[a->gpu];
+    for (unsigned int i = 0; i < request->numMetrics; i++) {
+        nvmlGpmMetric_t *metric = &request->metrics[i];
+        unsigned int id = metric->metricId;
+        int supported = id <= GPM_METRIC_MAX && g->gpm_value[id] == g->gpm_value[id];
+        metric->nvmlReturn = supported ? NVML_SUCCESS : NVML_ERROR_NOT_SUPPORTED;
+        metric->value = supported ? g->gpm_value[id] : 0;
+        metric->metricInfo.shortName = short_name;
+        metric->metricInfo.longName = long_name;
+        metric->metricInfo.unit = unit;
+    }
+    return leave(NVML_SUCCESS);
 }

@@ -10,8 +10,8 @@ use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_NVLINK_LINK_COUNT;
 
 use super::Reader;
 use super::events::WATCHED_EVENTS;
-use super::fields::{self, Field};
 use super::readings::GpuSamples;
+use super::sys::{self, Field};
 use crate::catalogue::{
     CLOCK_MAX, ECC_ENABLED, Metric, PCIE_LINK_MAX_GENERATION, PCIE_LINK_MAX_WIDTH,
     TEMPERATURE_THRESHOLD,
@@ -51,6 +51,11 @@ pub struct Discovered {
     pub clock_event_reasons: ThrottleReasons,
     /// Supported event types among those the exporter watches.
     pub event_types: EventTypes,
+    /// MIG device slots, when the GPU supports MIG (its mode is read every
+    /// collection: it can change with a GPU reset).
+    pub mig_slots: Option<u32>,
+    /// Whether GPM profiling metrics are supported.
+    pub gpm: bool,
 }
 
 impl Discovered {
@@ -106,7 +111,7 @@ pub fn discover(reader: &mut Reader) -> Discovered {
         scope: 0,
     };
     let nvlinks = reader
-        .read("nvlink_count", |d| fields::read(d, &[link_count]))
+        .read("nvlink_count", |d| sys::field_values(d, &[link_count]))
         .and_then(|values| values[0])
         .map_or(0, |links| links as u32);
     Discovered {
@@ -119,5 +124,9 @@ pub fn discover(reader: &mut Reader) -> Discovered {
         event_types: reader
             .read("event_types", Device::supported_event_types)
             .map_or(EventTypes::empty(), |types| types & WATCHED_EVENTS),
+        mig_slots: reader.read("mig_slots", Device::mig_device_count),
+        gpm: reader
+            .read("gpm_support", Device::gpm_support)
+            .unwrap_or(false),
     }
 }

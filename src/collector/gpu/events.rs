@@ -110,7 +110,7 @@ impl Watcher {
         nvml: Arc<Nvml>,
         targets: Vec<Target>,
         counts: Arc<Counts>,
-        calls: Arc<NvmlCalls>,
+        calls: NvmlCalls,
     ) -> Self {
         let (registered, registrations) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -180,7 +180,7 @@ impl Drop for Watcher {
 
 struct Context {
     counts: Arc<Counts>,
-    calls: Arc<NvmlCalls>,
+    calls: NvmlCalls,
     fell_off: Arc<Mutex<HashSet<u32>>>,
 }
 

@@ -4,14 +4,18 @@
 //!   the collection of each interval;
 //! - [`discovery`]: what is read once per initialisation (identity, limits);
 //! - [`readings`]: what is read every interval;
-//! - [`fields`]: NVML field values, many readings in one call;
-//! - [`events`]: the thread that waits for XID and ECC events.
+//! - [`sys`]: the NVML calls nvml-wrapper lacks (field values with scope ids, MIG instance ids);
+//! - [`events`]: the thread that waits for XID and ECC events;
+//! - [`mig`], [`gpm`]: MIG devices and GPM profiling metrics.
 
 mod discovery;
 mod events;
-mod fields;
+mod gpm;
+mod mig;
 mod readings;
+mod sys;
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -69,9 +73,10 @@ pub struct GpuCollector {
     /// Last NVML error, so that a persistent one is logged once, not per interval.
     last_error: Option<String>,
     shared: Arc<Shared>,
-    calls: Arc<NvmlCalls>,
     /// Event counts since the exporter started; they outlive sessions.
     events: Arc<events::Counts>,
+    /// GPM traffic since the exporter started; it outlives sessions.
+    traffic: gpm::Totals,
 }
 
 /// What NVML work is for, as the `phase` label of `system_info_exporter_nvml_calls_total`.
@@ -81,19 +86,21 @@ pub enum Phase {
     Discovery,
     Collection,
     Events,
+    Processes,
 }
 
-/// NVML calls made since start, by phase (indexed like `catalogue::NVML_CALL_PHASES`).
-#[derive(Default)]
-pub struct NvmlCalls([AtomicU64; 4]);
+/// NVML calls made since start, by phase (indexed like
+/// `catalogue::NVML_CALL_PHASES`); clones count into the same counters.
+#[derive(Default, Clone)]
+pub struct NvmlCalls(Arc<[AtomicU64; 5]>);
 
 impl NvmlCalls {
     pub fn count(&self, phase: Phase) -> &AtomicU64 {
         &self.0[phase as usize]
     }
 
-    fn add_samples(&self, out: &mut Samples) {
-        for (phase, calls) in catalogue::NVML_CALL_PHASES.iter().zip(&self.0) {
+    pub fn add_samples(&self, out: &mut Samples) {
+        for (phase, calls) in catalogue::NVML_CALL_PHASES.iter().zip(self.0.iter()) {
             out.add(&NVML_CALLS, &[phase], calls.load(Ordering::Relaxed) as f64);
         }
     }
@@ -101,13 +108,22 @@ impl NvmlCalls {
 
 /// One NVML initialisation and what never changes during it.
 struct Session {
-    /// Declared before `nvml`: the watcher's thread is stopped first.
     watcher: Option<events::Watcher>,
     nvml: Arc<Nvml>,
     driver: DriverInfo,
     identities: Vec<Option<Identity>>,
     discovered: Vec<Option<Discovered>>,
     was_up: Vec<bool>,
+    migs: HashMap<String, mig::MigIdentity>,
+    gpm: gpm::Previous,
+}
+
+impl Drop for Session {
+    /// Stops the event thread and frees GPM samples before NVML shuts down.
+    fn drop(&mut self) {
+        self.watcher = None;
+        self.gpm.free(&self.nvml);
+    }
 }
 
 struct DriverInfo {
@@ -128,13 +144,13 @@ impl GpuCollector {
             next_init_attempt: Instant::now(),
             last_error: None,
             shared,
-            calls: Arc::default(),
             events: Arc::default(),
+            traffic: gpm::Totals::new(),
         }
     }
 
     fn init(&self) -> Result<Session, String> {
-        let init_calls = self.calls.count(Phase::Init);
+        let init_calls = self.shared.nvml_calls.count(Phase::Init);
         let nvml = load(self.library.as_deref(), init_calls)?;
         init_calls.fetch_add(3, Ordering::Relaxed);
         let driver = DriverInfo {
@@ -152,6 +168,8 @@ impl GpuCollector {
             identities: Vec::new(),
             discovered: Vec::new(),
             was_up: Vec::new(),
+            migs: HashMap::new(),
+            gpm: gpm::Previous::default(),
         })
     }
 
@@ -171,7 +189,8 @@ impl GpuCollector {
 
     fn report_unavailable(&self, out: &mut Samples) -> bool {
         out.add(&NVML_UP, &[], 0.0);
-        self.calls.add_samples(out);
+        self.shared.nvml_calls.add_samples(out);
+        self.shared.nvml.clear();
         self.shared.gpu.set(GpuStatus {
             nvml_error: self.last_error.clone(),
             ..GpuStatus::default()
@@ -219,6 +238,7 @@ impl Collector for GpuCollector {
             match self.init() {
                 Ok(session) => {
                     info!(driver_version = %session.driver.driver_version, "NVML initialised");
+                    self.shared.nvml.set(session.nvml.clone());
                     self.session = Some(session);
                     self.last_error = None;
                     self.backoff = self.first_backoff;
@@ -227,10 +247,11 @@ impl Collector for GpuCollector {
             }
         }
         let session = self.session.as_mut().expect("initialised above");
-        match session.read(&self.calls, &self.events) {
+        let calls = &self.shared.nvml_calls;
+        match session.read(calls, &self.events, &mut self.traffic) {
             Ok((samples, status)) => {
                 out.extend(samples);
-                self.calls.add_samples(out);
+                calls.add_samples(out);
                 self.shared.gpu.set(status);
                 true
             }
@@ -239,6 +260,7 @@ impl Collector for GpuCollector {
                 // reload: the handles are stale. Start over with a fresh
                 // initialisation (dropping the session shuts NVML down).
                 warn!(%error, "NVML stopped answering; shutting it down and initialising it again");
+                self.shared.nvml.clear();
                 self.session = None;
                 self.unavailable(error.to_string(), out)
             }
@@ -270,8 +292,9 @@ impl Session {
     /// Reads every GPU. Fails when NVML as a whole no longer answers.
     fn read(
         &mut self,
-        calls: &Arc<NvmlCalls>,
+        calls: &NvmlCalls,
         events: &Arc<events::Counts>,
+        traffic: &mut gpm::Totals,
     ) -> Result<(Samples, GpuStatus), NvmlError> {
         let collection = calls.count(Phase::Collection);
         collection.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +310,7 @@ impl Session {
             collection.fetch_add(1, Ordering::Relaxed);
             let nvml = self.nvml.clone();
             let result = match nvml.device_by_index(index) {
-                Ok(device) => self.read_gpu(index, &device, calls),
+                Ok(device) => self.read_gpu(index, &device, calls, traffic),
                 Err(error) => Err(error),
             };
             if let Err(error) = &result {
@@ -382,6 +405,7 @@ impl Session {
         index: u32,
         device: &Device,
         calls: &NvmlCalls,
+        traffic: &mut gpm::Totals,
     ) -> Result<Samples, NvmlError> {
         let slot = index as usize;
         let mut reader = Reader::new(index, device, calls.count(Phase::Discovery));
@@ -406,6 +430,18 @@ impl Session {
         let mut reader = Reader::new(index, device, calls.count(Phase::Collection));
         discovered.add_samples(&mut gpu);
         readings::read(&mut reader, discovered, &mut gpu);
+        let instances = match discovered.mig_slots {
+            Some(slots) => mig::read(&mut reader, slots, &mut self.migs, &mut gpu),
+            None => Vec::new(),
+        };
+        if discovered.gpm {
+            let gpu_id = (index, identity.uuid.as_str());
+            for instance in std::iter::once(None).chain(instances.into_iter().map(Some)) {
+                let nvml = device.nvml();
+                self.gpm
+                    .read(nvml, &mut reader, gpu_id, instance, traffic, &mut gpu);
+            }
+        }
         match reader.failure {
             None => Ok(out),
             Some(error) => Err(error),
@@ -414,7 +450,7 @@ impl Session {
 
     /// Starts the event thread, or starts it again when GPUs were discovered
     /// that it does not watch yet.
-    fn watch_events(&mut self, calls: &Arc<NvmlCalls>, events: &Arc<events::Counts>) {
+    fn watch_events(&mut self, calls: &NvmlCalls, events: &Arc<events::Counts>) {
         let targets: Vec<events::Target> = self
             .discovered
             .iter()
@@ -467,10 +503,20 @@ impl<'d, 'n> Reader<'d, 'n> {
         what: &str,
         read: impl FnOnce(&'d Device<'n>) -> Result<T, NvmlError>,
     ) -> Option<T> {
+        self.read_calls(what, 1, read)
+    }
+
+    /// As `read`, for a reading that takes `calls` NVML calls.
+    pub fn read_calls<T>(
+        &mut self,
+        what: &str,
+        calls: u64,
+        read: impl FnOnce(&'d Device<'n>) -> Result<T, NvmlError>,
+    ) -> Option<T> {
         if self.failure.is_some() {
             return None;
         }
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(calls, Ordering::Relaxed);
         match read(self.device) {
             Ok(value) => Some(value),
             Err(error) if is_gpu_failure(&error) => {

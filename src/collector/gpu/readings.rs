@@ -9,7 +9,7 @@ use nvml_wrapper::sys_exports::field_id::*;
 
 use super::Reader;
 use super::discovery::{CLOCK_DOMAINS, Discovered};
-use super::fields::{self, Field};
+use super::sys::{self, Field};
 use crate::catalogue::*;
 use crate::exposition::{Samples, bool_value};
 use crate::units::{megahertz_to_hertz, milliwatts_to_watts, percent_to_ratio};
@@ -303,7 +303,7 @@ fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
             }
         }
     }
-    let Some(values) = reader.read("field_values", |d| fields::read(d, &requests)) else {
+    let Some(values) = reader.read("field_values", |d| sys::field_values(d, &requests)) else {
         return;
     };
     let (gpu_values, rest) = values.split_at(GPU_FIELDS.len());

@@ -1,11 +1,12 @@
-//! NVML field values: many readings of one GPU in a single
-//! `nvmlDeviceGetFieldValues` call, which is how the collector stays within
-//! its budget of NVML calls per GPU.
-//!
-//! This is the one place that calls nvml-wrapper-sys directly: nvml-wrapper's
-//! `Device::field_values_for` cannot set a field's scope id, which the
-//! per-link NVLink fields need. Only field ids below 251 are used, so
-//! nvml-wrapper's renumbering of ids 251–273 for newer drivers does not apply.
+//! The one place that calls nvml-wrapper-sys directly, for what nvml-wrapper
+//! does not wrap:
+//! - field values with scope ids: many readings of one GPU in a single
+//!   `nvmlDeviceGetFieldValues` call (how the collector stays within its
+//!   budget of NVML calls per GPU); nvml-wrapper's `field_values_for` cannot
+//!   set the scope id that per-link NVLink fields need. Only field ids below
+//!   251 are used, so nvml-wrapper's renumbering of ids 251–273 for newer
+//!   drivers does not apply;
+//! - the GPU and compute instance ids of a MIG device.
 
 use std::mem;
 
@@ -23,7 +24,7 @@ pub struct Field {
 /// The value of each field, `None` where the driver answered that field with
 /// an error (e.g. not supported). The call as a whole fails when the symbol is
 /// missing (older drivers) or the GPU cannot be queried.
-pub fn read(device: &Device, fields: &[Field]) -> Result<Vec<Option<f64>>, NvmlError> {
+pub fn field_values(device: &Device, fields: &[Field]) -> Result<Vec<Option<f64>>, NvmlError> {
     let get = nvml_sym(device.nvml().lib().nvmlDeviceGetFieldValues.as_ref())?;
     let mut values: Vec<nvmlFieldValue_t> = fields
         .iter()
@@ -61,4 +62,22 @@ fn value(field: &nvmlFieldValue_t) -> Option<f64> {
         }
     };
     Some(value)
+}
+
+/// The GPU instance id of a MIG device (`nvmlDeviceGetGpuInstanceId`).
+pub fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+    let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
+    let mut id = 0;
+    // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
+    nvml_try(unsafe { get(mig.handle(), &mut id) })?;
+    Ok(id)
+}
+
+/// The compute instance id of a MIG device (`nvmlDeviceGetComputeInstanceId`).
+pub fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+    let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
+    let mut id = 0;
+    // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
+    nvml_try(unsafe { get(mig.handle(), &mut id) })?;
+    Ok(id)
 }
