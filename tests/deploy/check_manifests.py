@@ -14,7 +14,12 @@ import tempfile
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-KUSTOMIZE_DIRS = ["deploy/kubernetes", "deploy/kubernetes/overlays/no-operator", "deploy/kubernetes/overlays/nvidia-runtime"]
+KUSTOMIZE_DIRS = [
+    "deploy/kubernetes",
+    "deploy/kubernetes/overlays/no-operator",
+    "deploy/kubernetes/overlays/nvidia-runtime",
+    "deploy/kubernetes/overlays/processes",
+]
 
 
 def fail(message):
@@ -119,6 +124,14 @@ def main():
     check_daemonset(no_operator, "no-operator")
     runtime = check_daemonset(rendered["deploy/kubernetes/overlays/nvidia-runtime"], "nvidia-runtime")
     check(runtime["runtimeClassName"] == "nvidia", "runtimeClassName nvidia")
+    # The one overlay that opts into hostPID, for per-process metrics.
+    processes = rendered["deploy/kubernetes/overlays/processes"][("DaemonSet", "system-info-exporter")]
+    pod = processes["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    check(pod["hostPID"] is True and "--collector.processes" in container["args"], "processes overlay: hostPID and the collector")
+    state = {m["name"]: m for m in container["volumeMounts"]}["containerd-state"]
+    check(state["readOnly"] is True, "container state mounted read-only")
+    check(not container["securityContext"].get("privileged"), "processes overlay: not privileged")
     print(json.dumps({d: sorted(f"{k}/{n}" for k, n in objs) for d, objs in rendered.items()}, indent=1))
     print("manifests: all checks passed")
 

@@ -35,6 +35,7 @@
  * Defaults differ per GPU index so that tests can tell GPUs apart.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,8 @@ static struct {
 } cfg;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Signalled whenever the config file was (re)loaded. */
+static pthread_cond_t config_loaded = PTHREAD_COND_INITIALIZER;
 static struct nvmlDevice_st handles[MAX_GPUS];
 static int init_count;
 /* The driver generation NVML was last initialised under: after a "reload"
@@ -382,6 +385,7 @@ static void reload(void) {
     fclose(f);
     loaded_stat = st;
     loaded = 1;
+    pthread_cond_broadcast(&config_loaded);
 }
 
 static void log_call(const char *line) {
@@ -870,20 +874,25 @@ static int take_event(nvmlEventSet_t set, nvmlEventData_t *data) {
     return 0;
 }
 
+/* Blocks on a condition variable, as the driver blocks in the kernel: a
+ * waiting thread costs nothing. Events queued by a config reload (which any
+ * other NVML call triggers) wake it. */
 API nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeout_ms) {
-    struct timespec start, now, step = {0, 10 * 1000000L};
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    enter();
     for (;;) {
-        enter();
         if (!init_count) return leave(NVML_ERROR_UNINITIALIZED);
         if (!set || !data) return leave(NVML_ERROR_INVALID_ARGUMENT);
         if (init_generation != cfg.driver_generation) return leave(cfg.stale_error);
         if (take_event(set, data)) return leave(NVML_SUCCESS);
-        pthread_mutex_unlock(&lock);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (elapsed_ms >= timeout_ms) return NVML_ERROR_TIMEOUT;
-        nanosleep(&step, NULL);
+        if (pthread_cond_timedwait(&config_loaded, &lock, &deadline) == ETIMEDOUT) return leave(NVML_ERROR_TIMEOUT);
     }
 }
 
