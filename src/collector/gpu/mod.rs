@@ -15,7 +15,7 @@ mod mig;
 mod readings;
 mod sys;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -262,7 +262,7 @@ impl Collector for GpuCollector {
                 warn!(%error, "NVML stopped answering; shutting it down and initialising it again");
                 self.shared.nvml.clear();
                 self.session = None;
-                self.unavailable(error.to_string(), out)
+                self.unavailable(error, out)
             }
         }
     }
@@ -289,23 +289,23 @@ fn is_driver_failure(error: &NvmlError) -> bool {
 }
 
 impl Session {
-    /// Reads every GPU. Fails when NVML as a whole no longer answers.
+    /// Reads every GPU. Fails, saying why, when NVML as a whole no longer answers.
     fn read(
         &mut self,
         calls: &NvmlCalls,
         events: &Arc<events::Counts>,
         traffic: &mut gpm::Totals,
-    ) -> Result<(Samples, GpuStatus), NvmlError> {
+    ) -> Result<(Samples, GpuStatus), String> {
         let collection = calls.count(Phase::Collection);
         collection.fetch_add(1, Ordering::Relaxed);
-        let count = self.nvml.device_count()?;
+        let count = self.nvml.device_count().map_err(|e| e.to_string())?;
         let slots = count as usize;
         self.identities.resize(slots, None);
         self.discovered.resize_with(slots, || None);
         self.was_up.resize(slots, true);
 
         let mut results = Vec::with_capacity(slots);
-        let mut driver_failures = 0;
+        let mut driver_failures = Vec::new();
         for index in 0..count {
             collection.fetch_add(1, Ordering::Relaxed);
             let nvml = self.nvml.clone();
@@ -315,12 +315,17 @@ impl Session {
             };
             if let Err(error) = &result {
                 debug!(gpu = index, %error, "GPU cannot be read");
-                driver_failures += usize::from(is_driver_failure(error));
+                if is_driver_failure(error) {
+                    driver_failures.push(error.to_string());
+                }
             }
             results.push(result);
         }
-        if count > 0 && driver_failures == slots {
-            return Err(NvmlError::Uninitialized);
+        if count > 0 && driver_failures.len() == slots {
+            return Err(format!(
+                "every GPU fails ({}), as after a driver reload",
+                driver_failures[0]
+            ));
         }
         // Before the samples, so that the first collection already shows
         // which GPUs' events are watched.
@@ -352,50 +357,59 @@ impl Session {
             gpus: Vec::with_capacity(slots),
         };
         for (index, result) in (0..count).zip(results) {
-            let slot = index as usize;
-            let (up, samples) = match result {
-                Ok(_) if fell_off.contains(&index) => (false, Samples::default()),
-                Ok(samples) => (true, samples),
-                Err(_) => (false, Samples::default()),
-            };
-            let identity = self.identities[slot].as_ref();
-            let uuid = identity.map(|i| i.uuid.as_str()).unwrap_or_default();
-            let index_label = index.to_string();
-            if let Some(id) = identity {
-                out.add(
-                    &GPU_INFO,
-                    &[&index_label, uuid, &id.name, &id.pci_bus_id, &id.serial],
-                    1.0,
-                );
-            }
-            out.add(&GPU_UP, &[&index_label, uuid], bool_value(up));
-            out.extend(samples);
-            let watch = self
-                .watcher
-                .as_ref()
-                .and_then(|w| w.state(index))
-                .unwrap_or(EventWatch::NotWatched);
-            if !uuid.is_empty() {
-                events.add_samples(&index_label, uuid, &watch, &mut out);
-            }
-            if up != self.was_up[slot] {
-                if up {
-                    info!(gpu = index, "GPU is answering again");
-                } else if fell_off.contains(&index) {
-                    warn!(gpu = index, %uuid, "GPU fell off the bus (XID {XID_FELL_OFF_THE_BUS}); reporting nvidia_gpu_up 0 until NVML is initialised again");
-                } else {
-                    warn!(gpu = index, %uuid, "GPU stopped answering; reporting nvidia_gpu_up 0");
-                }
-                self.was_up[slot] = up;
-            }
-            status.gpus.push(GpuState {
-                index,
-                uuid: uuid.to_owned(),
-                up,
-                events: watch,
-            });
+            let gpu = self.add_gpu(index, result, &fell_off, events, &mut out);
+            status.gpus.push(gpu);
         }
         Ok((out, status))
+    }
+
+    /// Adds a GPU's identity, state, readings (when up) and event counters.
+    fn add_gpu(
+        &mut self,
+        index: u32,
+        result: Result<Samples, NvmlError>,
+        fell_off: &HashSet<u32>,
+        events: &events::Counts,
+        out: &mut Samples,
+    ) -> GpuState {
+        let slot = index as usize;
+        let (up, samples) = match result {
+            Ok(samples) if !fell_off.contains(&index) => (true, samples),
+            _ => (false, Samples::default()),
+        };
+        let identity = self.identities[slot].as_ref();
+        let uuid = identity.map(|i| i.uuid.as_str()).unwrap_or_default();
+        let index_label = index.to_string();
+        if let Some(id) = identity {
+            let labels = [&index_label, uuid, &id.name, &id.pci_bus_id, &id.serial];
+            out.add(&GPU_INFO, &labels, 1.0);
+        }
+        out.add(&GPU_UP, &[&index_label, uuid], bool_value(up));
+        out.extend(samples);
+        let watch = self
+            .watcher
+            .as_ref()
+            .and_then(|w| w.state(index))
+            .unwrap_or(EventWatch::NotWatched);
+        if !uuid.is_empty() {
+            events.add_samples(&index_label, uuid, &watch, out);
+        }
+        if up != self.was_up[slot] {
+            if up {
+                info!(gpu = index, "GPU is answering again");
+            } else if fell_off.contains(&index) {
+                warn!(gpu = index, %uuid, "GPU fell off the bus (XID {XID_FELL_OFF_THE_BUS}); reporting nvidia_gpu_up 0 until NVML is initialised again");
+            } else {
+                warn!(gpu = index, %uuid, "GPU stopped answering; reporting nvidia_gpu_up 0");
+            }
+            self.was_up[slot] = up;
+        }
+        GpuState {
+            index,
+            uuid: uuid.to_owned(),
+            up,
+            events: watch,
+        }
     }
 
     /// Discovers the GPU if needed, then reads it. On a GPU failure returns
