@@ -6,7 +6,7 @@
 //! PID namespace (`hostPID: true` in Kubernetes); pods from the process's
 //! cgroup and the container runtime's state (see [`super::containers`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,6 +43,14 @@ pub struct ProcessCollector {
     last_seen: HashMap<String, u64>,
     warned: bool,
 }
+
+/// In the order of NVML's utilisation sample: SM, memory, encoder, decoder.
+const UTILIZATION: [&Metric; 4] = [
+    &PROCESS_SM_UTILIZATION,
+    &PROCESS_MEMORY_UTILIZATION,
+    &PROCESS_ENCODER_UTILIZATION,
+    &PROCESS_DECODER_UTILIZATION,
+];
 
 /// One process on one GPU, as exported.
 struct GpuProcess {
@@ -96,24 +104,24 @@ impl Collector for ProcessCollector {
             }
             // The newest sample of each process; a process without one had
             // no utilisation since the previous collection.
-            let mut latest: HashMap<u32, [u32; 4]> = HashMap::new();
-            let mut newest: HashMap<u32, u64> = HashMap::new();
+            let mut latest: HashMap<u32, (u64, [u32; 4])> = HashMap::new();
             for sample in &utilization {
-                if newest
-                    .get(&sample.pid)
-                    .is_none_or(|t| *t <= sample.timestamp)
-                {
-                    newest.insert(sample.pid, sample.timestamp);
-                    let values = [
-                        sample.sm_util,
-                        sample.mem_util,
-                        sample.enc_util,
-                        sample.dec_util,
-                    ];
-                    latest.insert(sample.pid, values);
+                let values = [
+                    sample.sm_util,
+                    sample.mem_util,
+                    sample.enc_util,
+                    sample.dec_util,
+                ];
+                let entry = latest
+                    .entry(sample.pid)
+                    .or_insert((sample.timestamp, values));
+                if entry.0 < sample.timestamp {
+                    *entry = (sample.timestamp, values);
                 }
             }
             let index = gpu.index.to_string();
+            // Utilisation once per process, even with compute and graphics contexts.
+            let mut utilization_added = HashSet::new();
             for process in &processes {
                 let known = known
                     .entry(process.pid)
@@ -124,56 +132,17 @@ impl Collector for ProcessCollector {
                     .map(|gi| gi.to_string())
                     .unwrap_or_default();
                 let c = &known.container;
-                let labels = [
-                    index.as_str(),
-                    gpu.uuid.as_str(),
-                    &pid,
-                    &known.name,
-                    process.kind,
-                    &instance,
-                    &c.namespace,
-                    &c.pod,
-                    &c.container,
-                ];
-                out.add_some(
-                    &PROCESS_MEMORY_USED,
-                    &labels,
-                    process.memory.map(|m| m as f64),
-                );
-            }
-            // Utilisation once per process, even with compute and graphics contexts.
-            let mut reported = Vec::new();
-            for process in &processes {
-                if reported.contains(&process.pid) {
-                    continue;
-                }
-                reported.push(process.pid);
-                let pid = process.pid.to_string();
-                let instance = process
-                    .gpu_instance
-                    .map(|gi| gi.to_string())
-                    .unwrap_or_default();
-                let known = &known[&process.pid];
-                let c = &known.container;
-                let labels = [
-                    index.as_str(),
-                    gpu.uuid.as_str(),
-                    &pid,
-                    &known.name,
-                    &instance,
-                    &c.namespace,
-                    &c.pod,
-                    &c.container,
-                ];
-                let values = latest.get(&process.pid).copied().unwrap_or_default();
-                let metrics = [
-                    &PROCESS_SM_UTILIZATION,
-                    &PROCESS_MEMORY_UTILIZATION,
-                    &PROCESS_ENCODER_UTILIZATION,
-                    &PROCESS_DECODER_UTILIZATION,
-                ];
-                for (metric, value) in metrics.into_iter().zip(values) {
-                    out.add(metric, &labels, percent_to_ratio(value));
+                let head = [index.as_str(), gpu.uuid.as_str(), &pid, &known.name];
+                let tail = [instance.as_str(), &c.namespace, &c.pod, &c.container];
+                let memory = process.memory.map(|m| m as f64);
+                let labels = [&head[..], &[process.kind], &tail[..]].concat();
+                out.add_some(&PROCESS_MEMORY_USED, &labels, memory);
+                if utilization_added.insert(process.pid) {
+                    let labels = [head, tail].concat();
+                    let values = latest.get(&process.pid).map(|l| l.1).unwrap_or_default();
+                    for (metric, value) in UTILIZATION.into_iter().zip(values) {
+                        out.add(metric, &labels, percent_to_ratio(value));
+                    }
                 }
             }
         }
