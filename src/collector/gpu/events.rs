@@ -219,13 +219,17 @@ fn watch(
             states.insert(target.index, EventWatch::Unsupported);
             continue;
         }
-        count();
         let fresh = match set.take() {
             Some(set) => Ok(set),
-            None => nvml.create_event_set(),
+            None => {
+                count();
+                nvml.create_event_set()
+            }
         };
-        count();
         let registration = fresh.map_err(|e| e.to_string()).and_then(|fresh| {
+            // Getting the handle and registering: two calls.
+            count();
+            count();
             let device = nvml
                 .device_by_index(target.index)
                 .map_err(|e| e.to_string())?;
