@@ -147,6 +147,11 @@ pub struct Options {
     #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Metric names, units and labels to serve: native, or dcgm-exporter's
+    /// (DCGM_FI_*, for its dashboards and alerts; see docs/dcgm-compatibility.md).
+    #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, default_value_t = MetricsFormat::Native)]
+    pub metrics_format: MetricsFormat,
+
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",
@@ -173,6 +178,12 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsFormat {
+    Native,
+    Dcgm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
