@@ -18,6 +18,7 @@ use prometheus::proto::{
 };
 
 use crate::catalogue::Kind;
+use crate::cli::{MetricsFormat, Options};
 use crate::collector::Latest;
 use crate::exposition::{Sample, Samples, encode_families};
 use crate::snapshot::GpuAllocation;
@@ -109,7 +110,7 @@ pub const FIELDS: &[Field] = &[
         &["nvidia_gpu_encoder_utilization_ratio"], None, Integer(100.0)),
     field("DCGM_FI_DEV_DEC_UTIL", G, "%", "Decoder utilization in percent.",
         &["nvidia_gpu_decoder_utilization_ratio"], None, Integer(100.0)),
-    field("DCGM_FI_DEV_XID_ERRORS", G, "XID", "Code of the last XID error (0: none since the exporter started).",
+    field("DCGM_FI_DEV_XID_ERRORS", G, "XID code", "Code of the last XID error (0: none since the exporter started).",
         &["nvidia_gpu_xid_errors_total"], None, LastXid),
     field("DCGM_FI_DEV_FB_FREE", G, "MiB", "Frame buffer memory free in MiB.",
         &["nvidia_gpu_memory_free_bytes"], None, Floor(MIB)),
@@ -258,6 +259,20 @@ fn label<'a>(sample: &'a Sample, name: &str) -> Option<&'a str> {
 }
 
 impl View {
+    /// The view `--metrics.format` asks for; `None` for the native format.
+    /// `Hostname` is `--host.name`, else the kernel's host name, as for
+    /// `host_info`.
+    pub fn for_options(options: &Options) -> Option<Self> {
+        (options.metrics_format == MetricsFormat::Dcgm).then(|| {
+            let hostname = options.host_name.clone();
+            Self::new(
+                hostname
+                    .or_else(|| sysinfo::System::host_name().ok())
+                    .unwrap_or_default(),
+            )
+        })
+    }
+
     /// `hostname` is the `Hostname` label of every series.
     pub fn new(hostname: String) -> Self {
         Self {
@@ -862,15 +877,24 @@ mod tests {
     }
 
     #[test]
-    fn the_compatibility_doc_maps_every_field() {
+    fn the_compatibility_doc_maps_every_field_with_its_type_and_unit() {
         let doc = include_str!("../docs/dcgm-compatibility.md");
         for field in FIELDS {
-            let row = format!("| `{}` |", field.name);
+            let start = format!("| `{}` |", field.name);
+            let row = doc.lines().find(|l| l.starts_with(&start));
+            let row =
+                row.unwrap_or_else(|| panic!("docs/dcgm-compatibility.md lacks {}", field.name));
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let kind = match field.kind {
+                Kind::Gauge => "gauge",
+                Kind::Counter => "counter",
+            };
             assert!(
-                doc.contains(&row),
-                "docs/dcgm-compatibility.md lacks a row for {}",
+                cells[1].starts_with(kind),
+                "{}: type {kind} in FIELDS",
                 field.name
             );
+            assert_eq!(cells[2], field.unit, "{}: unit", field.name);
         }
     }
 }

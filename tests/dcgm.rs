@@ -447,3 +447,22 @@ fn prometheus_answers_every_panel_of_the_dcgm_exporter_dashboard() {
         }
     }
 }
+
+#[test]
+fn without_nvml_the_view_is_empty_but_served() {
+    let config = DoubleConfig::new("dcgm-no-nvml", "init_error = DRIVER_NOT_LOADED\n");
+    let args = args(&["--metrics.format=dcgm".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&args, Some(&config));
+    let s = exporter.scrape_until("the GPU collection", |s| {
+        s.value(
+            "system_info_exporter_collect_success",
+            &[("collector", "gpu")],
+        ) == Some(0.0)
+    });
+    assert!(
+        !s.samples.iter().any(|s| s.name.starts_with("DCGM_FI_")),
+        "{}",
+        s.text
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::{MetricsFormat, Options};
+use crate::cli::Options;
 use crate::dcgm;
 use crate::exposition::Samples;
 use crate::snapshot::{GpuStatus, Outcome, Published};
@@ -129,8 +129,7 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
     let mut slots = Vec::new();
     let mut running = Vec::new();
     // One view for all collectors: the GPU collections are joined with the pods'.
-    let view = (setup.options.metrics_format == MetricsFormat::Dcgm)
-        .then(|| Arc::new(dcgm::View::new(dcgm_hostname(setup.options))));
+    let view = dcgm::View::for_options(setup.options).map(Arc::new);
     let enabled = COLLECTORS
         .iter()
         .filter(|r| setup.options.collectors.contains(&r.name));
@@ -160,15 +159,6 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
         });
     }
     Ok((slots, running))
-}
-
-/// The `Hostname` label of the dcgm view: `--host.name`, as for `host_info`.
-fn dcgm_hostname(options: &Options) -> String {
-    options
-        .host_name
-        .clone()
-        .or_else(|| sysinfo::System::host_name().ok())
-        .unwrap_or_default()
 }
 
 /// Runs `collector` now and then every `interval` on a thread of its own,
