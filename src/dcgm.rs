@@ -283,20 +283,22 @@ impl View {
     }
 
     /// The text one collection of `collector` contributes to `/metrics`,
-    /// collected at `now`. Only GPU readings become DCGM fields; the pods
-    /// collector's allocations label them; the rest (host metrics) is not
-    /// part of dcgm-exporter's output and is left out.
+    /// collected at `now`: the exporter's own metrics as they are, and the
+    /// GPU readings as DCGM fields, labelled with the pods collector's
+    /// allocations. The other native metrics (host, native GPU) are not part
+    /// of dcgm-exporter's output and are left out.
     pub fn render(&self, collector: &str, samples: &Samples, now: Instant) -> String {
+        let mut text = own_metrics(samples).encode();
         if collector == PODS_COLLECTOR {
             self.allocations.set(allocations(samples));
         }
-        if collector != GPU_COLLECTOR {
-            return String::new();
+        if collector == GPU_COLLECTOR {
+            let allocations = self.allocations.get().unwrap_or_default();
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let families = self.convert(samples, &allocations, &mut state, now);
+            text.push_str(&encode_families(&families));
         }
-        let allocations = self.allocations.get().unwrap_or_default();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let families = self.convert(samples, &allocations, &mut state, now);
-        encode_families(&families)
+        text
     }
 
     fn convert(
@@ -436,6 +438,19 @@ fn last_xids(
     }
     *previous = current;
     series
+}
+
+/// The exporter's metrics about itself in a collection (e.g. its NVML
+/// calls), which stay observable in this view.
+fn own_metrics(samples: &Samples) -> Samples {
+    let mut own = Samples::default();
+    for sample in samples.iter() {
+        if sample.metric.name.starts_with("system_info_exporter_") {
+            let labels: Vec<&str> = sample.labels.iter().map(String::as_str).collect();
+            own.add(sample.metric, &labels, sample.value);
+        }
+    }
+    own
 }
 
 /// The GPU allocations a pods collection carries.
@@ -690,7 +705,13 @@ mod tests {
         let mut pods = Samples::default();
         pods.add(&ALLOCATION_INFO, &["0", UUID, "ml", "train", "worker"], 1.0);
         pods.add(&ALLOCATION_INFO, &["0", UUID, "aa", "first", "main"], 1.0);
-        assert_eq!(view.render("pods", &pods, Instant::now()), "");
+        pods.add(&catalogue::POD_RESOURCES_ERRORS, &[], 2.0);
+        assert_eq!(
+            view.render("pods", &pods, Instant::now()),
+            "# HELP system_info_exporter_pod_resources_errors_total Calls to the kubelet pod-resources API that failed or timed out.\n\
+             # TYPE system_info_exporter_pod_resources_errors_total counter\n\
+             system_info_exporter_pod_resources_errors_total 2\n"
+        );
         let mut s = identity();
         s.add(&TEMPERATURE, &["0", UUID], 41.0);
         let text = render(&view, &s, Instant::now());

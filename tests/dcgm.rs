@@ -155,7 +155,15 @@ fn dcgm_fields_carry_dcgm_names_units_and_labels() {
             || n.starts_with("process_")),
         "{names:?}"
     );
-    assert!(names.contains("system_info_exporter_build_info"));
+    // The exporter's own metrics, also those its collectors report.
+    for own in [
+        "system_info_exporter_build_info",
+        "system_info_exporter_collect_success",
+        "system_info_exporter_nvml_calls_total",
+        "system_info_exporter_pod_resources_errors_total",
+    ] {
+        assert!(names.contains(own), "{own} missing: {names:?}");
+    }
 }
 
 #[test]
