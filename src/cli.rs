@@ -162,6 +162,11 @@ pub struct Options {
     )]
     pub container_state: Vec<PathBuf>,
 
+    /// Metric names, units and labels to serve: native, or dcgm-exporter's
+    /// (DCGM_FI_*, for its dashboards and alerts; see docs/dcgm-compatibility.md).
+    #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, default_value_t = MetricsFormat::Native)]
+    pub metrics_format: MetricsFormat,
+
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",
@@ -188,6 +193,12 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsFormat {
+    Native,
+    Dcgm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -49,6 +49,11 @@ impl Samples {
         }
     }
 
+    /// The samples in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Sample> {
+        self.0.iter()
+    }
+
     pub fn extend(&mut self, other: Samples) {
         self.0.extend(other.0);
     }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod catalogue;
 pub mod cli;
 pub mod collector;
+pub mod dcgm;
 pub mod exposition;
 pub mod health;
 pub mod healthcheck;

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::Options;
+use crate::dcgm;
 use crate::exposition::Samples;
 use crate::snapshot::{GpuStatus, Outcome, Published};
 
@@ -144,6 +145,8 @@ impl Running {
 pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Running>), String> {
     let mut slots = Vec::new();
     let mut running = Vec::new();
+    // One view for all collectors: the GPU collections are joined with the pods'.
+    let view = dcgm::View::for_options(setup.options).map(Arc::new);
     let enabled = COLLECTORS
         .iter()
         .filter(|r| setup.options.collectors.contains(&r.name));
@@ -153,7 +156,14 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
         };
         let latest = Arc::new(Latest::default());
         running.push(
-            spawn(registration.name, collector, interval, latest.clone()).map_err(|e| {
+            spawn(
+                registration.name,
+                collector,
+                interval,
+                latest.clone(),
+                view.clone(),
+            )
+            .map_err(|e| {
                 format!(
                     "cannot start the {} collector's thread: {e}",
                     registration.name
@@ -169,12 +179,13 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
 }
 
 /// Runs `collector` now and then every `interval` on a thread of its own,
-/// publishing each collection, encoded, into `latest`.
+/// publishing each collection, encoded natively or in `view`, into `latest`.
 pub fn spawn(
     name: &'static str,
     mut collector: Box<dyn Collector>,
     interval: Duration,
     latest: Arc<Latest<Published>>,
+    view: Option<Arc<dcgm::View>>,
 ) -> std::io::Result<Running> {
     let (stop, stopped) = mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -185,7 +196,10 @@ pub fn spawn(
                 let started = Instant::now();
                 let mut samples = Samples::default();
                 let success = collector.collect(&mut samples);
-                let exposition = samples.encode();
+                let exposition = match &view {
+                    Some(view) => view.render(name, &samples, started),
+                    None => samples.encode(),
+                };
                 let finished_at = SystemTime::now();
                 if success {
                     last_success = Some(finished_at);
