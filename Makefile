@@ -47,12 +47,29 @@ ENGINE     ?= docker
 IMAGE      ?= system-info-exporter
 BUILD_ARGS ?=
 ENGINE_BUILD = $(if $(filter buildah,$(ENGINE)),buildah bud --layers --format docker,$(if $(filter podman,$(ENGINE)),podman build --format docker,DOCKER_BUILDKIT=1 docker build))
-IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(BUILD_ARGS)
+# The commit's time: BuildKit stamps the image with it, and any build script
+# that reads SOURCE_DATE_EPOCH gets it instead of the clock.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BUILD_ARGS)
+PLATFORMS ?= linux/amd64,linux/arm64
 
-.PHONY: docker-build docker-build-original docker-run bench-docker container-test
+.PHONY: docker-build docker-build-debug docker-build-multiarch docker-build-original docker-run bench-docker container-test
 
+# The minimal image (the default target).
 docker-build:
 	$(ENGINE_BUILD) $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
+
+# The same binary on debian:bookworm-slim, with a shell: $(IMAGE):$(VERSION)-debug.
+docker-build-debug:
+	$(ENGINE_BUILD) $(IMAGE_ARGS) --target debug -t $(IMAGE):$(VERSION)-debug .
+
+# Both architectures, cross-compiled on the build machine (no QEMU), with
+# docker buildx; add BUILDX_ARGS=--push to push the multi-platform manifest
+# (buildx's default docker driver cannot load one into the local image store).
+BUILDX_ARGS ?=
+docker-build-multiarch:
+	docker buildx build --platform $(PLATFORMS) $(IMAGE_ARGS) $(BUILDX_ARGS) -t $(IMAGE):$(VERSION) .
 
 # The slow CUDA-devel baseline, for comparison only (see Dockerfile.original).
 docker-build-original:
@@ -61,7 +78,7 @@ docker-build-original:
 docker-run:
 	$(ENGINE) run --rm --gpus all -p 8080:8080 $(IMAGE):$(VERSION)
 
-# Times both Dockerfiles in five scenarios; see benches/docker-build.
+# Times both Dockerfiles in every scenario; see benches/docker-build.
 bench-docker:
 	benches/docker-build --engine $(ENGINE) $(BUILD_ARGS)
 
