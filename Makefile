@@ -1,6 +1,6 @@
 # system-info-exporter: build, test and package.
 #   make run            run the exporter (host metrics; NVML if the driver is there)
-#   make test           every test: Rust unit and end-to-end tests, then the container test
+#   make test           every test: Rust unit and end-to-end tests, the container test, the arm64 test
 #   make lint           rustfmt and clippy, warnings are errors
 
 CARGO    ?= cargo
@@ -16,7 +16,7 @@ build:
 run:
 	$(CARGO) run --release
 
-test: test-rust container-test
+test: test-rust container-test test-arm64
 
 # Unit tests, the end-to-end tests against the NVML test double, and one
 # pass of each benchmark so that they keep working.
@@ -86,3 +86,9 @@ bench-docker:
 # checks it (needs root; installs buildah and debootstrap if missing).
 container-test: nvml-double
 	tests/container/run.sh
+
+# The aarch64 binary and NVML test double, cross-built as the Dockerfile does
+# and run under qemu-user (no Docker, no binfmt): see tests/container/arm64.sh.
+.PHONY: test-arm64
+test-arm64:
+	tests/container/arm64.sh
