@@ -37,7 +37,10 @@ RUN set -eu; \
       apt-get install -y -qq --no-install-recommends "gcc-$(echo "$gnu" | tr _ -)" "libc6-dev-$deb-cross"; \
       cd /target && apt-get download "libc6:$deb" "libgcc-s1:$deb" && mkdir debs && mv ./*.deb debs/; \
       for p in debs/*.deb; do dpkg-deb -x "$p" /target/root; done; \
-      ln -s "/target/root/usr/lib/$gnu" /target/lib; \
+      mkdir /target/lib; \
+      for d in "/target/root/lib/$gnu" "/target/root/usr/lib/$gnu"; do \
+        if [ -d "$d" ]; then cp -a "$d"/. /target/lib/; fi; \
+      done; \
       rm -rf /var/lib/apt/lists/*; \
       rustup target add "$rust"; \
     fi
@@ -94,8 +97,10 @@ RUN --mount=type=cache,id=sie-cargo-registry,target=/usr/local/cargo/registry \
 # has no shell: the glibc files the binary and NVML need, the loader at the
 # path the binary names, and the small /etc files the NVIDIA Container Toolkit
 # and scanners look for (docs/docker-build.md, "The minimal image").
-# libpthread, libdl and librt are stubs in glibc 2.36 but are still named as
-# dependencies by libnvidia-ml.so.1, so NVML does not load without them.
+# libpthread, libdl and librt are empty stubs since glibc 2.34, but a library
+# linked against an older glibc still names them and does not load without
+# them; NVIDIA's driver libraries are built for old distributions, so the
+# stubs stay (14 KB each).
 # The dpkg records and copyright files of libc6 and libgcc-s1 let scanners and
 # licence checks see them (libgcc-s1's copyright is gcc's, in gcc-*-base).
 ARG RUNTIME_LIBS="libc.so.6 libm.so.6 libgcc_s.so.1 libpthread.so.0 libdl.so.2 librt.so.1"

@@ -87,8 +87,11 @@ bench-docker:
 container-test: nvml-double
 	tests/container/run.sh
 
-# The aarch64 binary and NVML test double, cross-built as the Dockerfile does
-# and run under qemu-user (no Docker, no binfmt): see tests/container/arm64.sh.
+# arm64 without emulated builds: the aarch64 binary and NVML test double,
+# cross-built and run under qemu-user (tests/container/arm64.sh); then the
+# Dockerfile built for TARGETARCH=arm64 with buildah, its image root run under
+# qemu-user (tests/container/arm64-image.sh, needs root).
 .PHONY: test-arm64
 test-arm64:
 	tests/container/arm64.sh
+	tests/container/arm64-image.sh
