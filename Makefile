@@ -1,6 +1,6 @@
 # system-info-exporter: build, test and package.
 #   make run            run the exporter (host metrics; NVML if the driver is there)
-#   make test           every test: Rust unit and end-to-end tests, then the container test
+#   make test           every test: Rust unit and end-to-end tests, the container test, the arm64 test
 #   make lint           rustfmt and clippy, warnings are errors
 
 CARGO    ?= cargo
@@ -16,7 +16,7 @@ build:
 run:
 	$(CARGO) run --release
 
-test: test-rust container-test
+test: test-rust container-test test-arm64
 
 # Unit tests, the end-to-end tests against the NVML test double, and one
 # pass of each benchmark so that they keep working.
@@ -51,12 +51,29 @@ ENGINE     ?= docker
 IMAGE      ?= system-info-exporter
 BUILD_ARGS ?=
 ENGINE_BUILD = $(if $(filter buildah,$(ENGINE)),buildah bud --layers --format docker,$(if $(filter podman,$(ENGINE)),podman build --format docker,DOCKER_BUILDKIT=1 docker build))
-IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(BUILD_ARGS)
+# The commit's time: BuildKit stamps the image with it, and any build script
+# that reads SOURCE_DATE_EPOCH gets it instead of the clock.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BUILD_ARGS)
+PLATFORMS ?= linux/amd64,linux/arm64
 
-.PHONY: docker-build docker-build-original docker-run bench-docker container-test
+.PHONY: docker-build docker-build-debug docker-build-multiarch docker-build-original docker-run bench-docker container-test
 
+# The minimal image (the default target).
 docker-build:
 	$(ENGINE_BUILD) $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .
+
+# The same binary on debian:bookworm-slim, with a shell: $(IMAGE):$(VERSION)-debug.
+docker-build-debug:
+	$(ENGINE_BUILD) $(IMAGE_ARGS) --target debug -t $(IMAGE):$(VERSION)-debug .
+
+# Both architectures, cross-compiled on the build machine (no QEMU), with
+# docker buildx; add BUILDX_ARGS=--push to push the multi-platform manifest
+# (buildx's default docker driver cannot load one into the local image store).
+BUILDX_ARGS ?=
+docker-build-multiarch:
+	docker buildx build --platform $(PLATFORMS) $(IMAGE_ARGS) $(BUILDX_ARGS) -t $(IMAGE):$(VERSION) .
 
 # The slow CUDA-devel baseline, for comparison only (see Dockerfile.original).
 docker-build-original:
@@ -65,7 +82,7 @@ docker-build-original:
 docker-run:
 	$(ENGINE) run --rm --gpus all -p 8080:8080 $(IMAGE):$(VERSION)
 
-# Times both Dockerfiles in five scenarios; see benches/docker-build.
+# Times both Dockerfiles in every scenario; see benches/docker-build.
 bench-docker:
 	benches/docker-build --engine $(ENGINE) $(BUILD_ARGS)
 
@@ -73,3 +90,12 @@ bench-docker:
 # checks it (needs root; installs buildah and debootstrap if missing).
 container-test: nvml-double
 	tests/container/run.sh
+
+# arm64 without emulated builds: the aarch64 binary and NVML test double,
+# cross-built and run under qemu-user (tests/container/arm64.sh); then the
+# Dockerfile built for TARGETARCH=arm64 with buildah, its image root run under
+# qemu-user (tests/container/arm64-image.sh, needs root).
+.PHONY: test-arm64
+test-arm64:
+	tests/container/arm64.sh
+	tests/container/arm64-image.sh

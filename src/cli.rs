@@ -91,9 +91,13 @@ fn enabled_collectors(matches: &ArgMatches, disable_defaults: bool) -> Vec<&'sta
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// GET /health on the local listener; exit 0 when healthy, 1 otherwise
-    /// (for a container HEALTHCHECK without curl).
+    /// (for a container HEALTHCHECK without curl). Follows the address the
+    /// running exporter was given (its command line or SIE_WEB_LISTEN_ADDRESS,
+    /// read from /proc).
     Healthcheck {
-        /// URL to check [default: /health on --web.listen-address, via loopback]
+        /// URL to check [default: /health on the running exporter's
+        /// --web.listen-address, via loopback; this command's own
+        /// --web.listen-address or SIE_WEB_LISTEN_ADDRESS override it]
         #[arg(long)]
         url: Option<String>,
     },

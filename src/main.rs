@@ -8,8 +8,7 @@ use system_info_exporter::{app, healthcheck};
 fn main() -> ExitCode {
     let cli = Cli::parse_with_collectors();
     if let Some(Command::Healthcheck { url }) = cli.command {
-        let url = url.unwrap_or_else(|| healthcheck::default_url(cli.options.listen_address));
-        return healthcheck::run(&url);
+        return healthcheck::main(url);
     }
     init_logging(cli.options.log_level, cli.options.log_format);
     match app::run(cli.options) {
