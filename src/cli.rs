@@ -105,11 +105,13 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct Options {
-    /// Address and port to serve HTTP on.
+    /// Address and port to serve HTTP on; ":9400" means every address, as
+    /// with node_exporter.
     #[arg(
         long = "web.listen-address",
         env = "SIE_WEB_LISTEN_ADDRESS",
         default_value = "0.0.0.0:8080",
+        value_parser = parse_listen_address,
         global = true
     )]
     pub listen_address: SocketAddr,
@@ -220,6 +222,16 @@ fn parse_interval(value: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+fn parse_listen_address(value: &str) -> Result<SocketAddr, String> {
+    let full = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        "write an address and port such as 0.0.0.0:8080, [::]:8080 or :8080".to_owned()
+    })
+}
+
 fn parse_telemetry_path(value: &str) -> Result<String, String> {
     match value {
         "/" | "/health" | "/ready" => Err(format!(
@@ -264,6 +276,16 @@ mod tests {
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_interval("10ms").is_err());
         assert!(parse_interval("five").is_err());
+    }
+
+    #[test]
+    fn parses_listen_addresses_with_or_without_a_host() {
+        let address = |s: &str| parse_listen_address(s).map(|a| a.to_string());
+        assert_eq!(address(":9400").as_deref(), Ok("0.0.0.0:9400"));
+        assert_eq!(address("127.0.0.1:80").as_deref(), Ok("127.0.0.1:80"));
+        assert_eq!(address("[::]:8080").as_deref(), Ok("[::]:8080"));
+        assert!(address("localhost").is_err());
+        assert!(address(":http").is_err());
     }
 
     #[test]

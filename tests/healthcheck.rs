@@ -120,4 +120,19 @@ fn healthcheck_follows_the_port_the_exporter_was_given() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+
+    // 3. The issue's own example: `--web.listen-address=:PORT`, every address.
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([NO_NVML, &format!("--web.listen-address=:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the exporter");
+    wait_for("the exporter to listen", Duration::from_secs(30), || {
+        http("GET", &format!("http://127.0.0.1:{port}/health")).ok()
+    });
+    assert_healthy(&healthcheck(&[], &[]), port, "port as :PORT");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
