@@ -1,16 +1,25 @@
-//! The `/metrics` body. Collectors encode their samples once per collection;
-//! a scrape concatenates that prepared text and renders only the exporter's
-//! own metrics and the process metrics, so its cost does not grow with the
-//! number of GPUs. Nothing here calls NVML or the OS.
+//! The `/metrics` body. Collectors encode (and gzip) their samples once per
+//! collection; a scrape sends that prepared text as it is and renders only
+//! the exporter's own metrics and the process metrics, so its cost does not
+//! grow with the number of GPUs. Nothing here calls NVML.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use prometheus::core::Collector as _;
 use prometheus::process_collector::ProcessCollector;
 
 use crate::catalogue::{BUILD_INFO, COLLECT_DURATION, COLLECT_SUCCESS, LAST_COLLECT_TIMESTAMP};
 use crate::collector::{COLLECTORS, Slot};
+use crate::compress;
 use crate::exposition::{Samples, bool_value, encode_families};
+use crate::web::stats::HttpStats;
 
 /// Version and revision for `system_info_exporter_build_info`.
 #[derive(Debug, Clone)]
@@ -30,9 +39,23 @@ impl BuildInfo {
     };
 }
 
-/// The whole `/metrics` body: the exporter's own metrics, the prepared text of
-/// each collector in `slots`, and the process metrics unless left out.
-pub fn scrape(slots: &[&Slot], process: Option<&ProcessCollector>, build: &BuildInfo) -> String {
+/// What the exporter reports about itself besides its collectors, unless
+/// `--web.disable-exporter-metrics`.
+pub struct ExporterMetrics<'a> {
+    pub process: &'a ProcessCollector,
+    pub http: &'a HttpStats,
+}
+
+/// The whole `/metrics` body, as chunks to send one after another: the
+/// prepared text of each collector in `slots` (or its gzip member), then the
+/// part made per scrape: the exporter's own metrics, and the process and HTTP
+/// metrics unless left out.
+pub fn scrape(
+    slots: &[&Slot],
+    exporter: Option<&ExporterMetrics>,
+    build: &BuildInfo,
+    gzip: bool,
+) -> Vec<Bytes> {
     let published: Vec<_> = slots
         .iter()
         .filter_map(|slot| Some((slot.name, slot.latest.get()?)))
@@ -49,18 +72,55 @@ pub fn scrape(slots: &[&Slot], process: Option<&ProcessCollector>, build: &Build
         own.add(&COLLECT_SUCCESS, &[name], bool_value(outcome.success));
         own.add(&LAST_COLLECT_TIMESTAMP, &[name], finished.as_secs_f64());
     }
-    let own = own.encode();
-    let mut process_families = process.map(|p| p.collect()).unwrap_or_default();
-    process_families.retain(|family| !family.get_metric().is_empty());
-    let process = encode_families(&process_families);
-    let prepared: usize = published.iter().map(|(_, p)| p.exposition.len()).sum();
-    let mut body = String::with_capacity(own.len() + prepared + process.len());
-    body.push_str(&own);
-    for (_, published) in &published {
-        body.push_str(&published.exposition);
+    let mut process = String::new();
+    if let Some(exporter) = exporter {
+        exporter.http.add_samples(&mut own);
+        let mut families = exporter.process.collect();
+        families.retain(|family| !family.get_metric().is_empty());
+        process = encode_families(&families);
     }
-    body.push_str(&process);
-    body
+    let mut dynamic = own.encode();
+    dynamic.push_str(&process);
+    if gzip {
+        let segments: Vec<_> = published.iter().map(|(_, p)| &p.gzip).collect();
+        return compress::gzip(&segments, dynamic.as_bytes());
+    }
+    let mut chunks: Vec<Bytes> = published
+        .iter()
+        .map(|(_, p)| p.exposition.clone())
+        .collect();
+    chunks.push(dynamic.into());
+    chunks
+}
+
+/// A response body of prepared chunks, sent without copying them into one
+/// buffer; its exact length becomes the `Content-Length`.
+pub struct Chunks(VecDeque<Bytes>);
+
+impl Chunks {
+    pub fn new(chunks: Vec<Bytes>) -> Self {
+        Self(chunks.into())
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
+    }
 }
 
 /// The collectors a scrape asks for with node_exporter's `collect[]` and

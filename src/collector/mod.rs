@@ -152,7 +152,7 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
 }
 
 /// Runs `collector` now and then every `interval` on a thread of its own,
-/// publishing each collection, encoded, into `latest`.
+/// publishing each collection, encoded and gzipped, into `latest`.
 pub fn spawn(
     name: &'static str,
     mut collector: Box<dyn Collector>,
@@ -164,6 +164,7 @@ pub fn spawn(
         .name(format!("collect-{name}"))
         .spawn(move || {
             let mut last_success = None;
+            let mut compress = crate::compress::best();
             loop {
                 let started = Instant::now();
                 let mut samples = Samples::default();
@@ -179,10 +180,7 @@ pub fn spawn(
                     finished_at,
                     last_success,
                 };
-                latest.set(Published {
-                    outcome,
-                    exposition,
-                });
+                latest.set(Published::new(outcome, exposition, &mut compress));
                 let wait = interval.saturating_sub(started.elapsed());
                 match stopped.recv_timeout(wait) {
                     Err(RecvTimeoutError::Timeout) => continue,
