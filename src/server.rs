@@ -2,8 +2,10 @@
 //! scrapes and graceful shutdown. Handlers read the published snapshots
 //! only; they never call NVML. Connections are handled in `web::conn`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -12,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper::body::Incoming;
+use hyper::body::{self as http_body, Incoming};
 use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 use tower_service::Service as _;
@@ -66,7 +68,8 @@ struct Server {
     state: Arc<AppState>,
     web: Arc<Web>,
     options: ServerOptions,
-    scrapes: AtomicUsize,
+    /// `/metrics` requests being answered or sent.
+    scrapes: Arc<AtomicUsize>,
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -84,7 +87,7 @@ pub async fn serve(
         state,
         web: web.clone(),
         options,
-        scrapes: AtomicUsize::new(0),
+        scrapes: Arc::default(),
     });
     conn::serve(listener, server, web, limits, stats, shutdown).await
 }
@@ -125,7 +128,7 @@ impl Server {
                 return response;
             }
         }
-        let _scrape = match handler {
+        let scrape = match handler {
             Handler::Metrics => match self.start_scrape() {
                 Some(guard) => Some(guard),
                 None => {
@@ -138,26 +141,62 @@ impl Server {
             _ => None,
         };
         let mut router = self.router.clone();
-        match router.call(request.map(Body::new)).await {
+        let response = match router.call(request.map(Body::new)).await {
             Ok(response) => response,
             Err(never) => match never {},
+        };
+        // A scrape counts until its body is sent (or the client is gone).
+        match scrape {
+            Some(guard) => response.map(|body| {
+                Body::new(Guarded {
+                    body,
+                    _guard: guard,
+                })
+            }),
+            None => response,
         }
     }
 
     /// Counts a scrape in, or `None` at `--web.max-requests`.
-    fn start_scrape(&self) -> Option<ScrapeGuard<'_>> {
+    fn start_scrape(&self) -> Option<ScrapeGuard> {
         let max = self.options.max_requests;
         let before = self.scrapes.fetch_add(1, Ordering::Relaxed);
-        let guard = ScrapeGuard(&self.scrapes);
+        let guard = ScrapeGuard(self.scrapes.clone());
         (max == 0 || before < max).then_some(guard)
     }
 }
 
-struct ScrapeGuard<'a>(&'a AtomicUsize);
+struct ScrapeGuard(Arc<AtomicUsize>);
 
-impl Drop for ScrapeGuard<'_> {
+impl Drop for ScrapeGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A body that holds a guard until it is sent or dropped.
+struct Guarded {
+    body: Body,
+    _guard: ScrapeGuard,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
