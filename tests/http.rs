@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{DoubleConfig, Driver, Exporter, nvml_double, wait_for};
+use common::{DoubleConfig, Driver, Exporter, nvml_double};
 
 fn start(test: &str, gpus: u32, extra: &[&str]) -> Exporter {
     let config = DoubleConfig::new(test, &format!("gpu_count = {gpus}\n"));
@@ -197,6 +197,62 @@ fn slow_headers_and_idle_connections_are_closed_by_their_timeouts() {
         &[("handler", "metrics"), ("code", "200")],
     );
     assert!(scrapes.unwrap() >= 2.0, "{}", s.text);
+}
+
+#[test]
+fn bodies_malformed_and_oversized_requests_are_refused_cleanly() {
+    let exporter = start("http-refused", 1, &[]);
+    let answer = exchange(
+        &exporter,
+        b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let answer = exchange(
+        &exporter,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let answer = exchange(&exporter, b"\x00\x01\x02garbage\xff\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400") || answer.is_empty(),
+        "{answer}"
+    );
+    let answer = exchange(&exporter, b"GET /metrics HTTP/9.9 extra\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400") || answer.is_empty(),
+        "{answer}"
+    );
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let answer = exchange(&exporter, huge.as_bytes());
+    assert!(
+        answer.starts_with("HTTP/1.1 431") || answer.is_empty(),
+        "{answer}"
+    );
+    // An HTTP/2 preface and a TLS ClientHello: closed, not served.
+    let answer = exchange(&exporter, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    let answer = exchange(&exporter, &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0]);
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    let s = exporter.scrape();
+    assert_eq!(
+        s.value(
+            "system_info_exporter_http_requests_total",
+            &[("handler", "metrics"), ("code", "413")]
+        ),
+        Some(2.0)
+    );
+    let errors = s.value(
+        "system_info_exporter_http_connections_closed_total",
+        &[("reason", "error")],
+    );
+    assert!(errors.unwrap() >= 3.0, "{}", s.text);
+    let log = exporter.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.lines().count() < 10, "log flood:\n{log}");
 }
 
 #[test]
