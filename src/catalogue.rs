@@ -329,6 +329,10 @@ catalogue! {
         [values("handler", HTTP_HANDLERS), free("code")] unit "requests",
         "HTTP requests answered, by handler and status code.",
         "counted by the HTTP server; `code` is the status code sent (e.g. 503 beyond `--web.max-requests`, 401 without valid credentials); requests hyper rejects before routing (malformed, oversized headers) are not requests here but connections closed with `reason=\"error\"`";
+    HTTP_METRICS_RESPONSE_BYTES = Counter "system_info_exporter_http_metrics_response_bytes_total"
+        [values("encoding", HTTP_ENCODINGS)] unit "bytes",
+        "Bytes of `/metrics` bodies sent, by content encoding: what scraping costs the network.",
+        "counted by the HTTP server; `gzip` when the scraper accepts it (Prometheus does)";
     HTTP_REQUESTS_IN_FLIGHT = Gauge "system_info_exporter_http_requests_in_flight" [] unit "requests",
         "HTTP requests being answered now.",
         "counted by the HTTP server";
@@ -355,6 +359,8 @@ catalogue! {
 
 /// The `handler` label of the HTTP self-metrics.
 pub const HTTP_HANDLERS: &[&str] = &["metrics", "health", "ready", "landing", "other"];
+/// The `encoding` label of `system_info_exporter_http_metrics_response_bytes_total`.
+pub const HTTP_ENCODINGS: &[&str] = &["gzip", "identity"];
 /// The `reason` label of `system_info_exporter_http_connections_closed_total`.
 pub const HTTP_CLOSE_REASONS: &[&str] = &[
     "client",

@@ -247,6 +247,8 @@ async fn metrics(
     };
     let exporter = (!state.disable_exporter_metrics).then_some(&exporter);
     let chunks = render::scrape(&slots, exporter, &BuildInfo::CURRENT, gzip);
+    let length = chunks.iter().map(|c| c.len() as u64).sum();
+    state.http.metrics_body_sent(gzip, length);
     let mut response = Response::new(Body::new(render::Chunks::new(chunks)));
     let headers = response.headers_mut();
     headers.insert(

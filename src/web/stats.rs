@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use crate::catalogue::{
     HTTP_AUTH_FAILURES, HTTP_CLOSE_REASONS, HTTP_CONNECTIONS_CLOSED, HTTP_CONNECTIONS_OPEN,
-    HTTP_CONNECTIONS_REFUSED, HTTP_HANDLERS, HTTP_REQUESTS, HTTP_REQUESTS_IN_FLIGHT,
-    HTTP_TLS_HANDSHAKE_FAILURES, WEB_CONFIG_RELOAD_SUCCESS,
+    HTTP_CONNECTIONS_REFUSED, HTTP_ENCODINGS, HTTP_HANDLERS, HTTP_METRICS_RESPONSE_BYTES,
+    HTTP_REQUESTS, HTTP_REQUESTS_IN_FLIGHT, HTTP_TLS_HANDSHAKE_FAILURES, WEB_CONFIG_RELOAD_SUCCESS,
 };
 use crate::exposition::{Samples, bool_value};
 
@@ -59,6 +59,8 @@ pub struct HttpStats {
     closed: [AtomicU64; HTTP_CLOSE_REASONS.len()],
     handshake_failures: AtomicU64,
     auth_failures: AtomicU64,
+    /// `/metrics` body bytes sent, identity and gzip.
+    body_bytes: [AtomicU64; 2],
     /// Whether the web config file was read successfully the last time it
     /// changed; true without `--web.config.file`.
     reload_failed: AtomicBool,
@@ -103,6 +105,10 @@ impl HttpStats {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn metrics_body_sent(&self, gzip: bool, bytes: u64) {
+        self.body_bytes[usize::from(!gzip)].fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -119,6 +125,10 @@ impl HttpStats {
             out.add(&HTTP_REQUESTS, &[handler.name(), &code], *count as f64);
         }
         drop(requests);
+        for (encoding, bytes) in HTTP_ENCODINGS.iter().zip(&self.body_bytes) {
+            let bytes = bytes.load(Ordering::Relaxed) as f64;
+            out.add(&HTTP_METRICS_RESPONSE_BYTES, &[encoding], bytes);
+        }
         let in_flight = self.in_flight.load(Ordering::Relaxed);
         out.add(&HTTP_REQUESTS_IN_FLIGHT, &[], in_flight as f64);
         out.add(&HTTP_CONNECTIONS_OPEN, &[], self.open_connections() as f64);
