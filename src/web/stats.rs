@@ -78,8 +78,9 @@ impl HttpStats {
         *requests.entry((handler, status)).or_default() += 1;
     }
 
-    pub fn connection_opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+    /// Returns the number of connections open now.
+    pub fn connection_opened(&self) -> i64 {
+        self.open.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Returns the number of connections still open.
