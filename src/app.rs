@@ -80,7 +80,7 @@ pub fn run(options: Options) -> Result<(), Failure> {
             max_connections: options.max_connections as usize,
         },
         max_requests: options.max_requests as usize,
-        health_without_auth: options.health_without_auth,
+        probes_without_auth: options.probes_without_auth,
     };
     info!(%address, ?interval, tls, version = BuildInfo::CURRENT.version, "serving metrics");
     let served = runtime.block_on(server::serve(

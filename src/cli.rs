@@ -191,9 +191,10 @@ pub struct Options {
     )]
     pub max_requests: u32,
 
-    /// Answer /health without basic auth (for probes that cannot send credentials).
-    #[arg(long = "web.health-without-auth", env = "SIE_WEB_HEALTH_WITHOUT_AUTH")]
-    pub health_without_auth: bool,
+    /// Answer /health and /ready without basic auth, for liveness and
+    /// readiness probes that cannot send credentials (/metrics still needs them).
+    #[arg(long = "web.probes-without-auth", env = "SIE_WEB_PROBES_WITHOUT_AUTH")]
+    pub probes_without_auth: bool,
 
     /// The collectors to run, from the --collector.<name> flags.
     #[arg(skip)]

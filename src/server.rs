@@ -57,8 +57,9 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Concurrent `/metrics` requests; more are answered 503 at once. 0: no limit.
     pub max_requests: usize,
-    /// Answer `/health` without basic auth (for probes that cannot send it).
-    pub health_without_auth: bool,
+    /// Answer `/health` and `/ready` without basic auth (for probes that
+    /// cannot send credentials).
+    pub probes_without_auth: bool,
 }
 
 /// Answers requests: refuses bodies, checks basic auth, bounds concurrent
@@ -115,7 +116,8 @@ impl Server {
             return response;
         }
         let active = self.web.current();
-        let exempt = handler == Handler::Health && self.options.health_without_auth;
+        let probe = matches!(handler, Handler::Health | Handler::Ready);
+        let exempt = probe && self.options.probes_without_auth;
         if let Some(users) = active.users.as_ref().filter(|_| !exempt) {
             let authorization = request.headers().get(header::AUTHORIZATION);
             if !users.check(authorization.map(HeaderValue::as_bytes)).await {

@@ -22,7 +22,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::{DoubleConfig, Driver, Exporter, Scrape, nvml_double, require_tool, wait_for};
 
-/// bcrypt of "secret" at cost 6 (fast in a debug build, same code path).
+/// A bcrypt hash at cost 6 (fast in a debug build; the same code path as cost 10).
 fn hash(password: &str) -> String {
     bcrypt::hash(password, 6).unwrap()
 }
@@ -380,13 +380,13 @@ fn basic_auth_answers_401_the_same_for_unknown_users_and_wrong_passwords() {
         hash("secret")
     ));
     let client = Client::default_versions(&setup.ca.pem(), None);
-    let mut exporter = setup.start(&["--web.health-without-auth"]);
+    let mut exporter = setup.start(&["--web.probes-without-auth"]);
     exporter.wait_until_serving(|e| client.get(e.port, "/health", "").is_ok());
 
     let (status, answer, _) = client.get(exporter.port, "/health", "").unwrap();
     assert_eq!(
         status, 200,
-        "/health is exempt with --web.health-without-auth"
+        "/health is exempt with --web.probes-without-auth"
     );
     let (status, answer_401, _) = client.get(exporter.port, "/metrics", "").unwrap();
     assert_eq!(status, 401);
@@ -397,8 +397,6 @@ fn basic_auth_answers_401_the_same_for_unknown_users_and_wrong_passwords() {
     assert!(answer.contains("x-frame-options: deny"), "{answer}");
     let ok = basic("prometheus", "secret");
     let (status, _, _) = client.get(exporter.port, "/metrics", &ok).unwrap();
-    assert_eq!(status, 200);
-    let (status, _, _) = client.get(exporter.port, "/ready", &ok).unwrap();
     assert_eq!(status, 200);
 
     // Wrong password and unknown user, interleaved: same status, and
@@ -513,4 +511,19 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_gzip() {
 
 fn wait_for_value(what: &str, check: impl Fn() -> Option<f64>) -> Option<f64> {
     Some(wait_for(what, Duration::from_secs(60), check))
+}
+
+#[test]
+fn the_deploy_example_web_config_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/overlays/tls-basic-auth/web-config.yaml"
+    );
+    let secret: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let web = secret["stringData"]["web.yml"].as_str().unwrap();
+    let config = system_info_exporter::web::config::parse(web, Path::new("/etc/web")).unwrap();
+    assert!(config.tls.is_some());
+    // The example password the comment names.
+    assert!(bcrypt::verify("change-me", &config.users["prometheus"]).unwrap());
 }
