@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use prometheus::process_collector::ProcessCollector;
 use system_info_exporter::collector::gpu::GpuCollector;
 use system_info_exporter::collector::host::HostCollector;
 use system_info_exporter::collector::{Collector, Latest, Shared, Slot};
 use system_info_exporter::exposition::Samples;
+use system_info_exporter::process::ProcessMetrics;
 use system_info_exporter::render::{BuildInfo, ExporterMetrics, scrape};
 use system_info_exporter::snapshot::{Outcome, Published};
 use system_info_exporter::web::stats::HttpStats;
@@ -53,7 +53,7 @@ fn slot(name: &'static str, samples: &Samples) -> Slot {
 }
 
 fn rendering(c: &mut Criterion) {
-    let process = ProcessCollector::for_self();
+    let process = ProcessMetrics::new();
     let host = collect(&mut HostCollector::new(None).unwrap());
     for gpus in [1, 8, 64] {
         let gpu = collect(&mut gpu_collector(gpus));

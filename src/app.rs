@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cli::Options;
 use crate::collector::{self, Setup, Shared};
+use crate::process::ProcessMetrics;
 use crate::render::BuildInfo;
 use crate::server::{self, AppState, ServerOptions};
 use crate::web::Web;
@@ -63,7 +63,7 @@ pub fn run(options: Options) -> Result<(), Failure> {
     let state = Arc::new(AppState {
         slots,
         shared,
-        process: ProcessCollector::for_self(),
+        process: ProcessMetrics::new(),
         interval,
         require_gpu: options.require_gpu,
         disable_exporter_metrics: options.disable_exporter_metrics,

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod exposition;
 pub mod health;
 pub mod healthcheck;
+pub mod process;
 pub mod render;
 pub mod server;
 pub mod snapshot;

@@ -15,13 +15,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper::body::{self as http_body, Incoming};
-use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 use tower_service::Service as _;
 
 use crate::collector::{Shared, Slot};
 use crate::compress;
 use crate::health::{self, Health};
+use crate::process::ProcessMetrics;
 use crate::render::{self, BuildInfo, ExporterMetrics};
 use crate::web::Web;
 use crate::web::conn::{self, Limits};
@@ -31,7 +31,7 @@ pub struct AppState {
     /// The running collectors' latest results.
     pub slots: Vec<Slot>,
     pub shared: Arc<Shared>,
-    pub process: ProcessCollector,
+    pub process: ProcessMetrics,
     pub interval: Duration,
     pub require_gpu: bool,
     /// Leave out the process and HTTP metrics (`--web.disable-exporter-metrics`).

@@ -11,7 +11,8 @@ use crate::catalogue::{
     HTTP_CONNECTIONS_REFUSED, HTTP_ENCODINGS, HTTP_HANDLERS, HTTP_METRICS_RESPONSE_BYTES,
     HTTP_REQUESTS, HTTP_REQUESTS_IN_FLIGHT, HTTP_TLS_HANDSHAKE_FAILURES, WEB_CONFIG_RELOAD_SUCCESS,
 };
-use crate::exposition::{Samples, bool_value};
+use crate::exposition::bool_value;
+use crate::render::Text;
 
 /// Why a connection ended, the `reason` label of
 /// `system_info_exporter_http_connections_closed_total`.
@@ -119,31 +120,31 @@ impl HttpStats {
     }
 
     /// The self-metrics of the HTTP side.
-    pub fn add_samples(&self, out: &mut Samples) {
+    pub fn write(&self, out: &mut Text) {
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         for ((handler, status), count) in requests.iter() {
             let code = status.to_string();
-            out.add(&HTTP_REQUESTS, &[handler.name(), &code], *count as f64);
+            out.sample(&HTTP_REQUESTS, &[handler.name(), &code], *count as f64);
         }
         drop(requests);
         for (encoding, bytes) in HTTP_ENCODINGS.iter().zip(&self.body_bytes) {
             let bytes = bytes.load(Ordering::Relaxed) as f64;
-            out.add(&HTTP_METRICS_RESPONSE_BYTES, &[encoding], bytes);
+            out.sample(&HTTP_METRICS_RESPONSE_BYTES, &[encoding], bytes);
         }
         let in_flight = self.in_flight.load(Ordering::Relaxed);
-        out.add(&HTTP_REQUESTS_IN_FLIGHT, &[], in_flight as f64);
-        out.add(&HTTP_CONNECTIONS_OPEN, &[], self.open_connections() as f64);
+        out.sample(&HTTP_REQUESTS_IN_FLIGHT, &[], in_flight as f64);
+        out.sample(&HTTP_CONNECTIONS_OPEN, &[], self.open_connections() as f64);
         let refused = self.refused.load(Ordering::Relaxed);
-        out.add(&HTTP_CONNECTIONS_REFUSED, &[], refused as f64);
+        out.sample(&HTTP_CONNECTIONS_REFUSED, &[], refused as f64);
         for (reason, count) in HTTP_CLOSE_REASONS.iter().zip(&self.closed) {
             let count = count.load(Ordering::Relaxed) as f64;
-            out.add(&HTTP_CONNECTIONS_CLOSED, &[reason], count);
+            out.sample(&HTTP_CONNECTIONS_CLOSED, &[reason], count);
         }
         let failures = self.handshake_failures.load(Ordering::Relaxed) as f64;
-        out.add(&HTTP_TLS_HANDSHAKE_FAILURES, &[], failures);
+        out.sample(&HTTP_TLS_HANDSHAKE_FAILURES, &[], failures);
         let failures = self.auth_failures.load(Ordering::Relaxed) as f64;
-        out.add(&HTTP_AUTH_FAILURES, &[], failures);
+        out.sample(&HTTP_AUTH_FAILURES, &[], failures);
         let success = !self.reload_failed.load(Ordering::Relaxed);
-        out.add(&WEB_CONFIG_RELOAD_SUCCESS, &[], bool_value(success));
+        out.sample(&WEB_CONFIG_RELOAD_SUCCESS, &[], bool_value(success));
     }
 }
