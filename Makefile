@@ -8,7 +8,7 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export SIE_REVISION := $(REVISION)
 
-.PHONY: build run test test-rust lint bench bench-resources nvml-double
+.PHONY: build run test test-rust lint bench bench-resources bench-peers nvml-double
 
 build:
 	$(CARGO) build --release
@@ -39,6 +39,11 @@ bench:
 
 bench-resources: build nvml-double
 	benches/resources.py target/release/system-info-exporter target/nvml-double/libnvidia-ml.so.1
+
+# This exporter against nginx serving its saved body, node_exporter,
+# nvitop-exporter and all-smi, where installed (docs/performance.md).
+bench-peers: build nvml-double
+	benches/peers --json target/peers.json
 
 # ---- Container image -------------------------------------------------------
 # ENGINE: docker (BuildKit), podman or buildah. BUILD_ARGS: e.g.

@@ -35,6 +35,7 @@ impl From<String> for Failure {
 
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
 pub fn run(options: Options) -> Result<(), Failure> {
+    crate::web::conn::limit_malloc_arenas();
     let http = Arc::new(HttpStats::default());
     let web = match &options.web_config_file {
         Some(path) => Web::load(path, http.clone()).map_err(Failure::Config)?,
