@@ -164,7 +164,6 @@ pub fn spawn(
         .name(format!("collect-{name}"))
         .spawn(move || {
             let mut last_success = None;
-            let mut compress = crate::compress::best();
             loop {
                 let started = Instant::now();
                 let mut samples = Samples::default();
@@ -180,6 +179,9 @@ pub fn spawn(
                     finished_at,
                     last_success,
                 };
+                // A compressor is a few hundred KiB; made for each
+                // collection, it is not resident between them.
+                let mut compress = crate::compress::best();
                 latest.set(Published::new(outcome, exposition, &mut compress));
                 let wait = interval.saturating_sub(started.elapsed());
                 match stopped.recv_timeout(wait) {
