@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{DoubleConfig, Driver, Exporter, nvml_double};
+use common::{DoubleConfig, Driver, Exporter, nvml_double, wait_for};
 
 fn start(test: &str, gpus: u32, extra: &[&str]) -> Exporter {
     let config = DoubleConfig::new(test, &format!("gpu_count = {gpus}\n"));
@@ -282,7 +282,17 @@ fn scrapes_beyond_max_requests_get_503_at_once() {
         refused > 0 && served > 0,
         "{refused} refused, {served} served"
     );
-    let s = exporter.scrape();
+    // A scrape counts until the server has sent its body, a moment after
+    // the client has read it: the next scrape may still be refused.
+    let mut refused = refused;
+    let s = wait_for("a scrape after the others", Duration::from_secs(10), || {
+        let reply = exporter.get("/metrics").unwrap();
+        if reply.status == 503 {
+            refused += 1;
+            return None;
+        }
+        Some(common::Scrape::parse(&reply.body))
+    });
     let counted = s.value(
         "system_info_exporter_http_requests_total",
         &[("handler", "metrics"), ("code", "503")],

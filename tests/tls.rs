@@ -400,7 +400,8 @@ fn basic_auth_answers_401_the_same_for_unknown_users_and_wrong_passwords() {
     assert_eq!(status, 200);
 
     // Wrong password and unknown user, interleaved: same status, and
-    // medians within noise of each other (both pay one bcrypt check).
+    // medians within noise of each other (both pay one bcrypt check; without
+    // the decoy check an unknown user would answer about 20 times faster).
     let wrong = basic("prometheus", "wrong");
     let unknown = basic("nobody", "secret");
     let mut times = [Vec::new(), Vec::new()];
@@ -420,7 +421,7 @@ fn basic_auth_answers_401_the_same_for_unknown_users_and_wrong_passwords() {
     eprintln!("401 medians: wrong password {wrong:.4}s, unknown user {unknown:.4}s");
     let ratio = wrong / unknown;
     assert!(
-        (0.6..1.67).contains(&ratio),
+        (0.5..2.0).contains(&ratio),
         "wrong password {wrong:.4}s, unknown user {unknown:.4}s"
     );
     let (status, answer, _) = client.get(exporter.port, "/metrics", &ok).unwrap();
