@@ -8,7 +8,7 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export SIE_REVISION := $(REVISION)
 
-.PHONY: build run test test-rust lint bench bench-resources bench-collectors nvml-double
+.PHONY: build run test test-rust lint bench bench-resources bench-collectors bench-peers nvml-double
 
 build:
 	$(CARGO) build --release
@@ -43,6 +43,11 @@ bench-resources: build nvml-double
 # Cost per collection of each collector, the opt-in processes collector included.
 bench-collectors: build nvml-double
 	benches/collectors.py target/release/system-info-exporter target/nvml-double/libnvidia-ml.so.1
+
+# This exporter against nginx serving its saved body, node_exporter,
+# nvitop-exporter and all-smi, where installed (docs/performance.md).
+bench-peers: build nvml-double
+	benches/peers --json target/peers.json
 
 # ---- Container image -------------------------------------------------------
 # ENGINE: docker (BuildKit), podman or buildah. BUILD_ARGS: e.g.

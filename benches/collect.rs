@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use prometheus::process_collector::ProcessCollector;
 use system_info_exporter::collector::gpu::GpuCollector;
 use system_info_exporter::collector::host::HostCollector;
 use system_info_exporter::collector::{Collector, Latest, Shared, Slot};
 use system_info_exporter::exposition::Samples;
-use system_info_exporter::render::{BuildInfo, scrape};
+use system_info_exporter::process::ProcessMetrics;
+use system_info_exporter::render::{BuildInfo, ExporterMetrics, scrape};
 use system_info_exporter::snapshot::{Outcome, Published};
+use system_info_exporter::web::stats::HttpStats;
 
 fn gpu_collector(gpus: usize) -> GpuCollector {
     let config =
@@ -46,15 +47,13 @@ fn slot(name: &'static str, samples: &Samples) -> Slot {
         finished_at: SystemTime::now(),
         last_success: Some(SystemTime::now()),
     };
-    latest.set(Published {
-        outcome,
-        exposition: samples.encode(),
-    });
+    let mut compress = system_info_exporter::compress::best();
+    latest.set(Published::new(outcome, samples.encode(), &mut compress));
     Slot { name, latest }
 }
 
 fn rendering(c: &mut Criterion) {
-    let process = ProcessCollector::for_self();
+    let process = ProcessMetrics::new();
     let host = collect(&mut HostCollector::new(None).unwrap());
     for gpus in [1, 8, 64] {
         let gpu = collect(&mut gpu_collector(gpus));
@@ -66,7 +65,12 @@ fn rendering(c: &mut Criterion) {
         let slots = [slot("gpu", &gpu), slot("host", &host)];
         c.bench_with_input(BenchmarkId::new("scrape", gpus), &gpus, |b, _| {
             let slots: Vec<&Slot> = slots.iter().collect();
-            b.iter(|| black_box(scrape(&slots, Some(&process), &BuildInfo::CURRENT)))
+            let http = HttpStats::default();
+            let exporter = ExporterMetrics {
+                process: &process,
+                http: &http,
+            };
+            b.iter(|| black_box(scrape(&slots, Some(&exporter), &BuildInfo::CURRENT, false)))
         });
     }
 }

@@ -3,20 +3,46 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::process_collector::ProcessCollector;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cli::Options;
 use crate::collector::{self, Setup, Shared};
+use crate::process::ProcessMetrics;
 use crate::render::BuildInfo;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, ServerOptions};
+use crate::web::Web;
+use crate::web::conn::Limits;
+use crate::web::stats::HttpStats;
 
 /// How long shutdown waits for a collector that is inside a driver call.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Why the exporter stopped with an error.
+#[derive(Debug)]
+pub enum Failure {
+    /// An invalid configuration file: exit code 2, like an invalid flag.
+    Config(String),
+    /// Something failed to start or run.
+    Runtime(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Runtime(message)
+    }
+}
+
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
-pub fn run(options: Options) -> Result<(), String> {
+pub fn run(options: Options) -> Result<(), Failure> {
+    crate::web::conn::limit_malloc_arenas();
+    let http = Arc::new(HttpStats::default());
+    let web = match &options.web_config_file {
+        Some(path) => Web::load(path, http.clone()).map_err(Failure::Config)?,
+        None => Web::plain(http.clone()),
+    };
+    let web = Arc::new(web);
+    let tls = web.current().tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -38,15 +64,33 @@ pub fn run(options: Options) -> Result<(), String> {
     let state = Arc::new(AppState {
         slots,
         shared,
-        process: ProcessCollector::for_self(),
+        process: ProcessMetrics::new(),
         interval,
         require_gpu: options.require_gpu,
         disable_exporter_metrics: options.disable_exporter_metrics,
         started: SystemTime::now(),
         telemetry_path: options.telemetry_path.clone(),
+        http,
     });
-    info!(%address, ?interval, version = BuildInfo::CURRENT.version, "serving metrics");
-    let served = runtime.block_on(server::serve(listener, state, shutdown_signal()));
+    web.watch()
+        .map_err(|e| format!("cannot start watching the web config file: {e}"))?;
+    let server_options = ServerOptions {
+        limits: Limits {
+            header_timeout: options.read_header_timeout,
+            idle_timeout: options.idle_timeout,
+            max_connections: options.max_connections as usize,
+        },
+        max_requests: options.max_requests as usize,
+        probes_without_auth: options.probes_without_auth,
+    };
+    info!(%address, ?interval, tls, version = BuildInfo::CURRENT.version, "serving metrics");
+    let served = runtime.block_on(server::serve(
+        listener,
+        state,
+        web,
+        server_options,
+        shutdown_signal(),
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     for running in collectors {
@@ -54,7 +98,7 @@ pub fn run(options: Options) -> Result<(), String> {
             warn!("a collector did not stop in time (hung driver call?); exiting without it");
         }
     }
-    served.map_err(|e| format!("HTTP server failed: {e}"))?;
+    served.map_err(|e| Failure::Runtime(format!("HTTP server failed: {e}")))?;
     info!("shut down");
     Ok(())
 }

@@ -180,12 +180,47 @@ pub struct Options {
     )]
     pub disable_default_collectors: bool,
 
-    /// Leave out the metrics about the exporter process itself (process_*).
+    /// Leave out the metrics about the exporter process itself (process_*,
+    /// system_info_exporter_http_*, system_info_exporter_web_config_*).
     #[arg(
         long = "web.disable-exporter-metrics",
         env = "SIE_WEB_DISABLE_EXPORTER_METRICS"
     )]
     pub disable_exporter_metrics: bool,
+
+    /// Web configuration file (exporter-toolkit format): TLS, basic auth,
+    /// response headers. Re-read when it or a file it names changes.
+    #[arg(long = "web.config.file", env = "SIE_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Time a client has to send a request's headers (from its first byte, or
+    /// from the connection for the first request) and to complete a TLS handshake.
+    #[arg(long = "web.read-header-timeout", env = "SIE_WEB_READ_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub read_header_timeout: Duration,
+
+    /// Time a kept-alive connection may wait for its next request; longer
+    /// than the scrape interval, so that Prometheus keeps its connection.
+    #[arg(long = "web.idle-timeout", env = "SIE_WEB_IDLE_TIMEOUT", default_value = "3m", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// Most open connections; at the limit the oldest connection waiting for
+    /// a request is closed to admit a new one. Keep it well below the file
+    /// descriptor limit (ulimit -n).
+    #[arg(long = "web.max-connections", env = "SIE_WEB_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most concurrent /metrics requests; more are answered 503 at once. 0: no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "SIE_WEB_MAX_REQUESTS",
+        default_value_t = 40
+    )]
+    pub max_requests: u32,
+
+    /// Answer /health and /ready without basic auth, for liveness and
+    /// readiness probes that cannot send credentials (/metrics still needs them).
+    #[arg(long = "web.probes-without-auth", env = "SIE_WEB_PROBES_WITHOUT_AUTH")]
+    pub probes_without_auth: bool,
 
     /// The collectors to run, from the --collector.<name> flags.
     #[arg(skip)]
@@ -230,6 +265,15 @@ fn parse_listen_address(value: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|_| {
         "write an address and port such as 0.0.0.0:8080, [::]:8080 or :8080".to_owned()
     })
+}
+
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(value)
+        .map_err(|e| format!("{e}; write a duration such as 10s or 3m"))?;
+    if timeout < Duration::from_millis(100) {
+        return Err("must be at least 100ms".to_owned());
+    }
+    Ok(timeout)
 }
 
 fn parse_telemetry_path(value: &str) -> Result<String, String> {

@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     init_logging(cli.options.log_level, cli.options.log_format);
     match app::run(cli.options) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(app::Failure::Config(message)) => {
+            tracing::error!("{message}");
+            ExitCode::from(2)
+        }
+        Err(app::Failure::Runtime(message)) => {
             tracing::error!("{message}");
             ExitCode::FAILURE
         }

@@ -3,7 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use flate2::Compress;
 use serde::Serialize;
+
+use crate::compress::{Segment, segment};
 
 /// How a collection went: what the self-metrics and `/health` report.
 #[derive(Debug, Clone, Copy)]
@@ -16,12 +20,26 @@ pub struct Outcome {
     pub last_success: Option<SystemTime>,
 }
 
-/// A collector's latest collection, as scrapes read it.
+/// A collector's latest collection, as scrapes read it: prepared once, so
+/// that a scrape only copies it.
 #[derive(Debug)]
 pub struct Published {
     pub outcome: Outcome,
     /// The collection's samples in the Prometheus text format.
-    pub exposition: String,
+    pub exposition: Bytes,
+    /// The same text deflated, for clients that accept gzip.
+    pub gzip: Segment,
+}
+
+impl Published {
+    pub fn new(outcome: Outcome, exposition: String, compress: &mut Compress) -> Self {
+        let gzip = segment(exposition.as_bytes(), compress);
+        Self {
+            outcome,
+            exposition: exposition.into(),
+            gzip,
+        }
+    }
 }
 
 /// What the GPU collector knows beyond its samples: NVML's state and each

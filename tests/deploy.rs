@@ -54,9 +54,11 @@ fn prometheus_configs_and_rules_pass_promtool() {
     let test = repo("deploy/prometheus/alerts_test.yml");
     let (ok, output) = run("promtool", &["test", "rules", test.to_str().unwrap()]);
     assert!(ok, "{output}");
-    let config = repo("deploy/prometheus/prometheus.yml");
-    let (ok, output) = run("promtool", &["check", "config", config.to_str().unwrap()]);
-    assert!(ok, "{output}");
+    for config in ["prometheus.yml", "prometheus-tls.yml"] {
+        let config = repo("deploy/prometheus").join(config);
+        let (ok, output) = run("promtool", &["check", "config", config.to_str().unwrap()]);
+        assert!(ok, "{output}");
+    }
     // The Compose configuration expects the rules beside it, as mounted in its container.
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-prometheus");
     std::fs::create_dir_all(&dir).unwrap();

@@ -179,7 +179,8 @@ pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Ru
 }
 
 /// Runs `collector` now and then every `interval` on a thread of its own,
-/// publishing each collection, encoded natively or in `view`, into `latest`.
+/// publishing each collection, encoded (natively or in `view`) and gzipped,
+/// into `latest`.
 pub fn spawn(
     name: &'static str,
     mut collector: Box<dyn Collector>,
@@ -210,10 +211,10 @@ pub fn spawn(
                     finished_at,
                     last_success,
                 };
-                latest.set(Published {
-                    outcome,
-                    exposition,
-                });
+                // A compressor is a few hundred KiB; made for each
+                // collection, it is not resident between them.
+                let mut compress = crate::compress::best();
+                latest.set(Published::new(outcome, exposition, &mut compress));
                 let wait = interval.saturating_sub(started.elapsed());
                 match stopped.recv_timeout(wait) {
                     Err(RecvTimeoutError::Timeout) => continue,

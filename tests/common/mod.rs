@@ -236,13 +236,49 @@ impl Exporter {
         }
         let child = command.spawn().expect("cannot start the exporter");
         let mut exporter = Self { child, port, log };
-        wait_for("the exporter to listen", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = exporter.child.try_wait() {
-                panic!("exporter exited with {status}: {}", exporter.log());
-            }
-            exporter.get("/health").ok()
-        });
+        exporter.wait_until_serving(|e| e.get("/health").is_ok());
         exporter
+    }
+
+    /// Starts the exporter without waiting for it (e.g. for TLS, or to see
+    /// it refuse to start); `port` 0 picks a free one.
+    pub fn spawn(args: &[&str], config: Option<&DoubleConfig>) -> Self {
+        let port = free_port();
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("exporter-{port}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .env_remove("NVML_DOUBLE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(config) = config {
+            command.env("NVML_DOUBLE_CONFIG", &config.path);
+        }
+        let child = command.spawn().expect("cannot start the exporter");
+        Self { child, port, log }
+    }
+
+    /// Waits until `serving` says the exporter answers; panics if it exits.
+    pub fn wait_until_serving(&mut self, serving: impl Fn(&Self) -> bool) {
+        wait_for("the exporter to listen", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exporter exited with {status}: {}", self.log());
+            }
+            serving(self).then_some(())
+        });
+    }
+
+    /// Waits up to 30 s for the exporter to exit by itself.
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
+        let child = &mut self.child;
+        wait_for("the exporter to exit", Duration::from_secs(30), || {
+            child.try_wait().unwrap()
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -19,6 +19,7 @@ KUSTOMIZE_DIRS = [
     "deploy/kubernetes/overlays/no-operator",
     "deploy/kubernetes/overlays/nvidia-runtime",
     "deploy/kubernetes/overlays/processes",
+    "deploy/kubernetes/overlays/tls-basic-auth",
 ]
 
 
@@ -94,6 +95,31 @@ def check_operator_objects(objects):
     check(groups == alerts["groups"], "PrometheusRule and deploy/prometheus/alerts.yml differ")
 
 
+def check_tls_basic_auth(objects):
+    """The TLS and basic-auth variant: the exporter reads its web config and
+    certificate from one projected directory, probes use HTTPS without
+    credentials, and the ServiceMonitor scrapes over TLS with basic auth."""
+    pod = check_daemonset(objects, "tls-basic-auth")
+    check_operator_objects(objects)
+    (container,) = pod["containers"]
+    check("--web.config.file=/etc/system-info-exporter/web/web.yml" in container["args"], "--web.config.file")
+    check("--web.probes-without-auth" in container["args"], "--web.probes-without-auth")
+    for probe in ("livenessProbe", "readinessProbe"):
+        check(container[probe]["httpGet"]["scheme"] == "HTTPS", f"{probe} over HTTPS")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    check(mounts["web"]["mountPath"] == "/etc/system-info-exporter/web" and mounts["web"]["readOnly"], "web mounted read-only")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    paths = {item["path"] for source in volumes["web"]["projected"]["sources"] for item in source["secret"]["items"]}
+    check(paths == {"web.yml", "tls.crt", "tls.key"}, "web.yml, tls.crt and tls.key in one directory")
+    web = yaml.safe_load(objects[("Secret", "system-info-exporter-web")]["stringData"]["web.yml"])
+    check(web["tls_server_config"]["cert_file"] == "tls.crt" and web["tls_server_config"]["key_file"] == "tls.key", "web.yml names the mounted certificate")
+    (endpoint,) = objects[("ServiceMonitor", "system-info-exporter")]["spec"]["endpoints"]
+    check(endpoint["scheme"] == "https", "ServiceMonitor scheme https")
+    check(endpoint["tlsConfig"]["ca"]["secret"]["name"] == "system-info-exporter-scrape", "ServiceMonitor tlsConfig CA")
+    auth = endpoint["basicAuth"]
+    check(auth["username"]["name"] == auth["password"]["name"] == "system-info-exporter-scrape", "ServiceMonitor basicAuth")
+
+
 def check_compose():
     """No Compose engine here: check the file's structure and its paths."""
     path = ROOT / "deploy/compose/docker-compose.yml"
@@ -132,6 +158,7 @@ def main():
     state = {m["name"]: m for m in container["volumeMounts"]}["containerd-state"]
     check(state["readOnly"] is True, "container state mounted read-only")
     check(not container["securityContext"].get("privileged"), "processes overlay: not privileged")
+    check_tls_basic_auth(rendered["deploy/kubernetes/overlays/tls-basic-auth"])
     print(json.dumps({d: sorted(f"{k}/{n}" for k, n in objs) for d, objs in rendered.items()}, indent=1))
     print("manifests: all checks passed")
 
