@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
+use common::prometheus::Prometheus;
 use common::{
     DoubleConfig, Driver, Exporter, Scrape, kubelet, nvml_double, require_tool, wait_for,
 };
@@ -246,99 +246,15 @@ fn the_format_comes_from_the_environment_and_bad_values_exit_2() {
     assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
 }
 
-/// A Prometheus server on a loopback port, stopped when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Prometheus {
-    fn scraping(port: u16) -> Self {
-        let dir = std::env::temp_dir().join(format!("sie-dcgm-prometheus-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    static_configs:\n      \
-             - targets: [\"127.0.0.1:{port}\"]\n"
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{listen}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("cannot start prometheus");
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{listen}"),
-            dir,
-        }
-    }
-
-    fn get(&self, path: &str, params: &[(&str, &str)]) -> Option<serde_json::Value> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let mut request = agent.get(format!("{}{path}", self.url));
-        for (key, value) in params {
-            request = request.query(key, value);
-        }
-        let mut response = request.call().ok()?;
-        serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()
-    }
-
-    /// An instant query's result: each series' labels and value.
-    fn query(&self, query: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let Some(reply) = self.get("/api/v1/query", &[("query", query)]) else {
-            return Vec::new();
-        };
-        assert_eq!(reply["status"], "success", "{query}: {reply}");
-        let result = reply["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        result
-            .iter()
-            .map(|series| {
-                let labels = serde_json::from_value(series["metric"].clone()).unwrap();
-                let value = series["value"][1].as_str().unwrap().parse().unwrap();
-                (labels, value)
-            })
-            .collect()
-    }
-
-    /// Grafana's `label_values(metric, label)`.
-    fn label_values(&self, metric: &str, label: &str) -> Vec<String> {
-        let reply = self.get(
-            &format!("/api/v1/label/{label}/values"),
-            &[("match[]", metric)],
-        );
-        reply
-            .and_then(|r| serde_json::from_value(r["data"].clone()).ok())
-            .unwrap_or_default()
-    }
+/// Grafana's `label_values(metric, label)`.
+fn label_values(prometheus: &Prometheus, metric: &str, label: &str) -> Vec<String> {
+    let reply = prometheus.get(
+        &format!("/api/v1/label/{label}/values"),
+        &[("match[]", metric)],
+    );
+    reply
+        .and_then(|r| serde_json::from_value(r["data"].clone()).ok())
+        .unwrap_or_default()
 }
 
 /// The panels of dcgm-exporter's Grafana dashboard
@@ -402,12 +318,19 @@ fn prometheus_answers_every_panel_of_the_dcgm_exporter_dashboard() {
         return;
     }
     let (exporter, _config) = start("dcgm-dashboard", &["--metrics.format=dcgm".to_owned()]);
-    let prometheus = Prometheus::scraping(exporter.port);
+    let prometheus = Prometheus::start(
+        "dcgm",
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dcgm\n    \
+             static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+            exporter.port
+        ),
+    );
 
     // The dashboard's variables, as Grafana fills them with "All" selected.
     let variable = |label: &str| {
         wait_for(&format!("${label}"), Duration::from_secs(60), || {
-            let values = prometheus.label_values("DCGM_FI_DEV_GPU_TEMP", label);
+            let values = label_values(&prometheus, "DCGM_FI_DEV_GPU_TEMP", label);
             (values.len() >= if label == "gpu" { 2 } else { 1 }).then_some(values)
         })
     };

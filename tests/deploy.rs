@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::prometheus::Prometheus;
 use common::{
     DoubleConfig, Driver, Exporter, kubelet, nvml_double, require_python_module, require_tool,
     wait_for,
@@ -150,33 +151,6 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
 }
 
 /// A Prometheus server on a loopback port, stopped when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-fn query(url: &str, path: &str, query: Option<&str>) -> Option<serde_json::Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut request = agent.get(format!("{url}{path}"));
-    if let Some(q) = query {
-        request = request.query("query", q);
-    }
-    let mut response = request.call().ok()?;
-    serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()
-}
-
 #[test]
 fn prometheus_scrapes_the_exporter_and_fires_the_gpu_lost_alert() {
     if !require_tool("prometheus", "apt-get install prometheus") {
@@ -190,46 +164,17 @@ fn prometheus_scrapes_the_exporter_and_fires_the_gpu_lost_alert() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
 
-    let dir = std::env::temp_dir().join(format!("sie-prometheus-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let prometheus_config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-         scrape_configs:\n  - job_name: system-info-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
-        repo("deploy/prometheus/alerts.yml").display(),
-        exporter.port
+    let prometheus = Prometheus::start(
+        "deploy",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: system-info-exporter\n    static_configs:\n      \
+             - targets: [\"127.0.0.1:{}\"]\n",
+            repo("deploy/prometheus/alerts.yml").display(),
+            exporter.port
+        ),
     );
-    std::fs::write(dir.join("prometheus.yml"), prometheus_config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("cannot start prometheus");
-    let prometheus = Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let value = |q: &str| {
-        let reply = query(&prometheus.url, "/api/v1/query", Some(q))?;
-        reply["data"]["result"][0]["value"][1]
-            .as_str()?
-            .parse::<f64>()
-            .ok()
-    };
+    let value = |q: &str| prometheus.value(q);
 
     wait_for("up == 1", Duration::from_secs(60), || {
         value("up{job=\"system-info-exporter\"}").filter(|v| *v == 1.0)
@@ -242,7 +187,7 @@ fn prometheus_scrapes_the_exporter_and_fires_the_gpu_lost_alert() {
     config.write("gpu_count = 2\ngpu.1.fail = GPU_IS_LOST\n");
     // NvidiaGpuLost has `for: 1m`: pending first, then firing.
     let alert = wait_for("NvidiaGpuLost to fire", Duration::from_secs(150), || {
-        let alerts = query(&prometheus.url, "/api/v1/alerts", None)?;
+        let alerts = prometheus.get("/api/v1/alerts", &[])?;
         alerts["data"]["alerts"]
             .as_array()?
             .iter()

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
+use common::prometheus::Prometheus;
 use common::{DoubleConfig, Driver, Exporter, Scrape, nvml_double, require_tool, wait_for};
 
 /// A bcrypt hash at cost 6 (fast in a debug build; the same code path as cost 10).
@@ -455,11 +456,6 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_gzip() {
     let mut exporter = setup.start(&[]);
     exporter.wait_until_serving(|e| client.get(e.port, "/health", "").is_ok());
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sie\n    scheme: https\n    \
          basic_auth:\n      username: prometheus\n      password: secret\n    \
@@ -469,36 +465,16 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_gzip() {
         dir = setup.dir.display(),
         exporter = exporter.port
     );
-    std::fs::write(setup.dir.join("prometheus.yml"), config).unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            setup.dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            setup.dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(setup.dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("cannot start prometheus");
-    let value = |query: &str| -> Option<f64> {
-        let url = format!("http://127.0.0.1:{port}/api/v1/query?query={query}");
-        let reply = common::http("GET", &url).ok()?;
-        let json: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
-        json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    };
+    let prometheus = Prometheus::start("tls", &config);
+    let value = |query: &str| prometheus.value(query);
     let up = wait_for_value("up == 1", || value("up").filter(|v| *v == 1.0));
     let gpus = wait_for_value("GPU series", || value("nvidia_gpus"));
     // Prometheus asked for gzip, and got it.
     let gzip_bytes = wait_for_value("gzip bodies", || {
-        value("system_info_exporter_http_metrics_response_bytes_total%7Bencoding=%22gzip%22%7D")
+        value("system_info_exporter_http_metrics_response_bytes_total{encoding=\"gzip\"}")
             .filter(|v| *v > 0.0)
     });
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert_eq!((up, gpus), (Some(1.0), Some(2.0)));
     assert!(gzip_bytes.is_some());
     assert_eq!(

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod kubelet;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -159,7 +160,7 @@ pub struct Reply {
     pub body: String,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
