@@ -575,6 +575,33 @@ mod tests {
     }
 
     #[test]
+    fn phases_are_counted_under_their_catalogue_label() {
+        let calls = NvmlCalls::default();
+        let phases = [
+            (Phase::Init, "init"),
+            (Phase::Discovery, "discovery"),
+            (Phase::Collection, "collection"),
+            (Phase::Events, "events"),
+            (Phase::Processes, "processes"),
+        ];
+        for (n, (phase, _)) in phases.iter().enumerate() {
+            calls
+                .count(*phase)
+                .fetch_add(n as u64 + 1, Ordering::Relaxed);
+        }
+        let mut out = Samples::default();
+        calls.add_samples(&mut out);
+        let text = out.encode();
+        for (n, (_, label)) in phases.iter().enumerate() {
+            let line = format!(
+                "system_info_exporter_nvml_calls_total{{phase=\"{label}\"}} {}",
+                n + 1
+            );
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
     fn the_fallback_finds_the_library_in_the_first_directory_that_has_it() {
         let dir = std::env::temp_dir().join(format!("sie-fallback-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
