@@ -6,71 +6,35 @@
 mod common;
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use system_info_exporter::collector::gpu::GpuCollector;
-use system_info_exporter::collector::host::HostCollector;
-use system_info_exporter::collector::{Collector, Latest, Shared, Slot};
-use system_info_exporter::exposition::Samples;
-use system_info_exporter::process::ProcessMetrics;
-use system_info_exporter::render::{BuildInfo, ExporterMetrics, scrape};
-use system_info_exporter::snapshot::{Outcome, Published};
-use system_info_exporter::web::stats::HttpStats;
+use system_info_exporter::testing::{Collection, Collector, Scrape};
 
-fn gpu_collector(gpus: usize) -> GpuCollector {
+fn gpu_collector(gpus: usize) -> Collector {
     let config =
         common::DoubleConfig::new(&format!("bench-{gpus}"), &format!("gpu_count = {gpus}\n"));
     // SAFETY: set before any thread of this benchmark reads the environment.
     unsafe { std::env::set_var("NVML_DOUBLE_CONFIG", &config.path) };
-    let library = common::nvml_double(common::Driver::Current);
-    GpuCollector::new(
-        Some(library.into()),
-        Duration::from_secs(1),
-        Arc::new(Shared::default()),
-    )
+    Collector::gpu(&common::nvml_double(common::Driver::Current))
 }
 
-/// One collection's samples, read through the collector.
-fn collect(collector: &mut dyn Collector) -> Samples {
-    let mut samples = Samples::default();
-    assert!(collector.collect(&mut samples), "the source did not answer");
-    samples
-}
-
-fn slot(name: &'static str, samples: &Samples) -> Slot {
-    let latest = Arc::new(Latest::default());
-    let outcome = Outcome {
-        success: true,
-        duration: Duration::from_millis(1),
-        finished_at: SystemTime::now(),
-        last_success: Some(SystemTime::now()),
-    };
-    let mut compress = system_info_exporter::compress::best();
-    latest.set(Published::new(outcome, samples.encode(), &mut compress));
-    Slot { name, latest }
+/// One collection, read through the collector.
+fn collect(collector: &mut Collector) -> Collection {
+    collector.collect().expect("the source did not answer")
 }
 
 fn rendering(c: &mut Criterion) {
-    let process = ProcessMetrics::new();
-    let host = collect(&mut HostCollector::new(None).unwrap());
     for gpus in [1, 8, 64] {
         let gpu = collect(&mut gpu_collector(gpus));
+        let host = collect(&mut Collector::host());
         c.bench_with_input(
             BenchmarkId::new("encode_gpu_and_host", gpus),
             &gpus,
             |b, _| b.iter(|| black_box((gpu.encode(), host.encode()))),
         );
-        let slots = [slot("gpu", &gpu), slot("host", &host)];
+        let scrape = Scrape::new(vec![("gpu", gpu), ("host", host)]);
         c.bench_with_input(BenchmarkId::new("scrape", gpus), &gpus, |b, _| {
-            let slots: Vec<&Slot> = slots.iter().collect();
-            let http = HttpStats::default();
-            let exporter = ExporterMetrics {
-                process: &process,
-                http: &http,
-            };
-            b.iter(|| black_box(scrape(&slots, Some(&exporter), &BuildInfo::CURRENT, false)))
+            b.iter(|| black_box(scrape.body(false)))
         });
     }
 }
@@ -80,7 +44,7 @@ fn collection(c: &mut Criterion) {
     c.bench_function("collect_gpu_8_test_double", |b| {
         b.iter(|| black_box(collect(&mut gpu)))
     });
-    let mut host = HostCollector::new(None).unwrap();
+    let mut host = Collector::host();
     c.bench_function("collect_host", |b| b.iter(|| black_box(collect(&mut host))));
 }
 

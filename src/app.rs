@@ -1,26 +1,31 @@
-//! Wires the collectors, the store and the HTTP server together.
+//! The composition root: flags into each part's configuration, the output
+//! format, the collectors and their loops, and the HTTP server, until
+//! SIGTERM or SIGINT.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
+use tracing::level_filters::LevelFilter;
 use tracing::{info, warn};
 
-use crate::cli::Options;
-use crate::collector::{self, Setup, Shared};
-use crate::process::ProcessMetrics;
-use crate::render::BuildInfo;
-use crate::server::{self, AppState, ServerOptions};
-use crate::web::Web;
-use crate::web::conn::Limits;
-use crate::web::stats::HttpStats;
+use crate::collector::{self, COLLECTORS, Shared};
+use crate::config::{self, Command, LogFormat, LogLevel, MetricsFormat, Options};
+use crate::http::stats::HttpStats;
+use crate::http::web_config::Web;
+use crate::http::{self, AppState};
+use crate::publish::{Format, Native, collection_loop, dcgm};
+use crate::selfmetrics::BuildInfo;
+use crate::selfmetrics::process::ProcessMetrics;
+use crate::{allocator, healthcheck};
 
 /// How long shutdown waits for a collector that is inside a driver call.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the exporter stopped with an error.
 #[derive(Debug)]
-pub enum Failure {
+enum Failure {
     /// An invalid configuration file: exit code 2, like an invalid flag.
     Config(String),
     /// Something failed to start or run.
@@ -33,9 +38,59 @@ impl From<String> for Failure {
     }
 }
 
+/// The program: parses the command line, then runs the exporter or a
+/// subcommand.
+pub fn main() -> ExitCode {
+    let parsed = config::parse();
+    if let Some(Command::Healthcheck { url }) = parsed.cli.command {
+        return healthcheck::main(url);
+    }
+    let options = parsed.cli.options;
+    init_logging(options.log_level, options.log_format);
+    match run(options, parsed.collectors) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(message)) => {
+            tracing::error!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The output format `--metrics.format` asks for.
+fn format(options: &Options) -> Arc<dyn Format> {
+    match options.metrics_format {
+        MetricsFormat::Native => Arc::new(Native),
+        // Hostname as in host_info: --host.name, else the kernel's.
+        MetricsFormat::Dcgm => Arc::new(dcgm::View::new(collector::host::hostname(
+            options.host_name.clone(),
+        ))),
+    }
+}
+
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
-pub fn run(options: Options) -> Result<(), Failure> {
-    crate::web::conn::limit_malloc_arenas();
+fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
+    allocator::limit_malloc_arenas();
     let http = Arc::new(HttpStats::default());
     let web = match &options.web_config_file {
         Some(path) => Web::load(path, http.clone()).map_err(Failure::Config)?,
@@ -55,15 +110,13 @@ pub fn run(options: Options) -> Result<(), Failure> {
 
     let interval = options.collect_interval;
     let shared = Arc::new(Shared::default());
-    let setup = Setup {
-        options: &options,
-        shared: &shared,
-    };
-    let (slots, collectors) = collector::start_all(&setup, interval)?;
+    let collectors = collector::start(&options.collectors(enabled), &shared)?;
+    let (slots, running) = collection_loop::start(collectors, interval, format(&options))?;
 
     let state = Arc::new(AppState {
         slots,
-        shared,
+        known_collectors: COLLECTORS.iter().map(|r| r.name).collect(),
+        gpu: shared.gpu.clone(),
         process: ProcessMetrics::new(),
         interval,
         require_gpu: options.require_gpu,
@@ -74,27 +127,18 @@ pub fn run(options: Options) -> Result<(), Failure> {
     });
     web.watch()
         .map_err(|e| format!("cannot start watching the web config file: {e}"))?;
-    let server_options = ServerOptions {
-        limits: Limits {
-            header_timeout: options.read_header_timeout,
-            idle_timeout: options.idle_timeout,
-            max_connections: options.max_connections as usize,
-        },
-        max_requests: options.max_requests as usize,
-        probes_without_auth: options.probes_without_auth,
-    };
     info!(%address, ?interval, tls, version = BuildInfo::CURRENT.version, "serving metrics");
-    let served = runtime.block_on(server::serve(
+    let served = runtime.block_on(http::serve(
         listener,
         state,
         web,
-        server_options,
+        options.server(),
         shutdown_signal(),
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
-    for running in collectors {
-        if !running.stop(COLLECTOR_STOP_GRACE) {
+    for collector_loop in running {
+        if !collector_loop.stop(COLLECTOR_STOP_GRACE) {
             warn!("a collector did not stop in time (hung driver call?); exiting without it");
         }
     }

@@ -25,7 +25,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::cli::{Cli, Command};
+use crate::config::{Cli, Command};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const LISTEN_ID: &str = "listen_address";
@@ -33,7 +33,7 @@ const LISTEN_ENV: &str = "SIE_WEB_LISTEN_ADDRESS";
 
 /// The URL of `/health` on the local listener: a wildcard listen address is
 /// reached through loopback.
-pub fn default_url(listen: SocketAddr) -> String {
+pub(crate) fn default_url(listen: SocketAddr) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -44,30 +44,30 @@ pub fn default_url(listen: SocketAddr) -> String {
 
 /// What the health check itself was given.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Own {
+pub(crate) struct Own {
     /// `--url`.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// The listen address as clap resolved it for this process.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Where clap took `listen` from: the command line, the variable or the default.
-    pub source: Option<ValueSource>,
+    pub(crate) source: Option<ValueSource>,
 }
 
 /// The running exporter, as read from `/proc/PID`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Exporter {
-    pub pid: u32,
+pub(crate) struct Exporter {
+    pub(crate) pid: u32,
     /// `--web.listen-address` on its command line.
-    pub flag: Option<SocketAddr>,
+    pub(crate) flag: Option<SocketAddr>,
     /// `SIE_WEB_LISTEN_ADDRESS` in its environment.
-    pub env: Option<SocketAddr>,
+    pub(crate) env: Option<SocketAddr>,
 }
 
 /// The URL to check and, for the error message, why that one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub url: String,
-    pub why: String,
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) why: String,
 }
 
 /// Chooses the URL, first match wins:
@@ -79,7 +79,7 @@ pub struct Target {
 /// 4. the exporter's `--web.listen-address`, then its `SIE_WEB_LISTEN_ADDRESS`
 ///    (the exporter's own order);
 /// 5. the default, from clap.
-pub fn resolve(own: &Own, exporter: &Result<Exporter, String>) -> Target {
+fn resolve(own: &Own, exporter: &Result<Exporter, String>) -> Target {
     let target = |listen, why: String| Target {
         url: default_url(listen),
         why,
@@ -129,7 +129,7 @@ pub fn resolve(own: &Own, exporter: &Result<Exporter, String>) -> Target {
 }
 
 /// Runs the health check; `url` is `--url`.
-pub fn main(url: Option<String>) -> ExitCode {
+pub(crate) fn main(url: Option<String>) -> ExitCode {
     // Parsed again for the value source, which the derived `Cli` drops.
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -154,7 +154,7 @@ pub fn main(url: Option<String>) -> ExitCode {
 /// and PID namespaces) that serves rather than checks. PID 1, the container's
 /// main process, wins; otherwise there must be exactly one, or several that
 /// agree on the address.
-pub fn find_exporter(proc: &Path) -> Result<Exporter, String> {
+fn find_exporter(proc: &Path) -> Result<Exporter, String> {
     let me = fs::metadata(proc.join("self/exe"))
         .map_err(|e| format!("cannot read {}/self/exe: {e}", proc.display()))?;
     let own_pid = std::process::id();
@@ -251,7 +251,7 @@ fn listen_env(environ: &[u8]) -> Option<SocketAddr> {
     })
 }
 
-pub fn run(target: &Target) -> ExitCode {
+fn run(target: &Target) -> ExitCode {
     let url = &target.url;
     let why = &target.why;
     let runtime = match tokio::runtime::Builder::new_current_thread()

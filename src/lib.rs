@@ -1,20 +1,20 @@
 //! system-info-exporter: NVIDIA GPU metrics (NVML) and host statistics for
-//! Prometheus. The binary in `main.rs` only parses flags and calls [`app::run`];
-//! the library exists so that benchmarks and tests can drive the collectors
-//! and the renderer directly.
+//! Prometheus. `docs/architecture.md` shows the layers; from the bottom:
+//! `metrics` (the catalogue and the text format), `collector` (the sources),
+//! `publish` (collections into prepared bytes, in the chosen format), `http`
+//! (serving them), and `app`, which wires them from the flags of `config`.
+//! Only [`main`] and the [`testing`] surface are public.
 
-pub mod app;
-pub mod catalogue;
-pub mod cli;
-pub mod collector;
-pub mod compress;
-pub mod dcgm;
-pub mod exposition;
-pub mod health;
-pub mod healthcheck;
-pub mod process;
-pub mod render;
-pub mod server;
-pub mod snapshot;
-pub mod units;
-pub mod web;
+mod allocator;
+mod app;
+mod collector;
+mod config;
+mod healthcheck;
+mod http;
+mod metrics;
+mod publish;
+mod selfmetrics;
+pub mod testing;
+mod units;
+
+pub use app::main;

@@ -1,19 +1,19 @@
 //! Conversions from NVML's units to Prometheus base units.
 
-pub fn milliwatts_to_watts(milliwatts: u32) -> f64 {
+pub(crate) fn milliwatts_to_watts(milliwatts: u32) -> f64 {
     f64::from(milliwatts) / 1e3
 }
 
-pub fn megahertz_to_hertz(megahertz: u32) -> f64 {
+pub(crate) fn megahertz_to_hertz(megahertz: u32) -> f64 {
     f64::from(megahertz) * 1e6
 }
 
-pub fn percent_to_ratio(percent: u32) -> f64 {
+pub(crate) fn percent_to_ratio(percent: u32) -> f64 {
     f64::from(percent) / 100.0
 }
 
 /// NVML reports the CUDA driver version as `1000 * major + 10 * minor`.
-pub fn cuda_version_string(version: i32) -> String {
+pub(crate) fn cuda_version_string(version: i32) -> String {
     format!("{}.{}", version / 1000, (version % 1000) / 10)
 }
 

@@ -13,7 +13,7 @@ use common::prometheus::Prometheus;
 use common::{
     DoubleConfig, Driver, Exporter, Scrape, kubelet, nvml_double, require_tool, wait_for,
 };
-use system_info_exporter::dcgm::FIELDS;
+use system_info_exporter::testing::dcgm_fields;
 
 const UUID0: &str = "GPU-00000000-0000-4000-8000-000000000000";
 const UUID1: &str = "GPU-00000000-0000-4000-8000-000000000001";
@@ -180,7 +180,8 @@ fn every_field_whose_native_source_is_collected_is_served() {
     let (native, _a) = start("dcgm-native-side", &[]);
     let (dcgm, _b) = start("dcgm-dcgm-side", &["--metrics.format=dcgm".to_owned()]);
     let native = native.scrape_until("the GPUs", |s| s.has("nvidia_gpu_temperature_celsius"));
-    let expected: BTreeSet<&str> = FIELDS
+    let fields = dcgm_fields();
+    let expected: BTreeSet<&str> = fields
         .iter()
         .filter(|field| {
             native.samples.iter().any(|sample| {

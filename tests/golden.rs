@@ -5,12 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use system_info_exporter::collector::gpu::GpuCollector;
-use system_info_exporter::collector::{Collector, Shared};
-use system_info_exporter::exposition::Samples;
+use system_info_exporter::testing::Collector;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/gpus.prom");
 
@@ -37,17 +32,12 @@ fn gpu_exposition_matches_the_golden_file() {
     // SAFETY: the only test of this binary; no other thread reads the environment.
     unsafe { std::env::set_var("NVML_DOUBLE_CONFIG", &config.path) };
     let library = common::nvml_double(common::Driver::Current);
-    let mut gpu = GpuCollector::new(
-        Some(library.into()),
-        Duration::from_secs(1),
-        Arc::new(Shared::default()),
-    );
-    assert!(gpu.collect(&mut Samples::default()));
+    let mut gpu = Collector::gpu(&library);
+    gpu.collect().expect("the first collection reads the GPUs");
     config.write(&format!("{GPUS}gpu.1.fail = GPU_IS_LOST\n"));
-    let mut samples = Samples::default();
-    assert!(gpu.collect(&mut samples));
+    let collection = gpu.collect().expect("a lost GPU fails only itself");
     // The event thread's calls depend on timing; everything else is fixed.
-    let text: String = samples
+    let text: String = collection
         .encode()
         .lines()
         .filter(|line| !line.contains("phase=\"events\""))

@@ -4,7 +4,7 @@ mod common;
 
 use common::kubelet::{Behaviour, FakeKubelet, pod, socket_path};
 use common::{DoubleConfig, Driver, Exporter, nvml_double};
-use system_info_exporter::collector::pods::proto::ListPodResourcesResponse;
+use system_info_exporter::testing::pod_resources::ListPodResourcesResponse;
 
 const UUID0: &str = "GPU-00000000-0000-4000-8000-000000000000";
 const UUID1: &str = "GPU-00000000-0000-4000-8000-000000000001";

@@ -7,9 +7,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use system_info_exporter::catalogue::{ALLOCATION_INFO, GPU_INFO, HOST_INFO};
-use system_info_exporter::exposition::Samples;
-use system_info_exporter::web::config;
+use system_info_exporter::testing::{encode_sample, web_config as config};
 
 /// Undoes the text format's escaping of a label value; `None` when the text
 /// is not a valid escaped value (e.g. a raw line feed or quote).
@@ -76,13 +74,11 @@ proptest! {
     ) {
         let (name, host, container) = (lossy(&name), lossy(&host), lossy(&container));
         for (metric, labels) in [
-            (&GPU_INFO, vec!["0", "GPU-x", name.as_str(), "0000:01:00.0", "s"]),
-            (&HOST_INFO, vec![host.as_str(), "linux", "13", "6.1"]),
-            (&ALLOCATION_INFO, vec!["0", "GPU-x", "ns", "pod", container.as_str()]),
+            ("nvidia_gpu_info", vec!["0", "GPU-x", name.as_str(), "0000:01:00.0", "s"]),
+            ("host_info", vec![host.as_str(), "linux", "13", "6.1"]),
+            ("nvidia_gpu_allocation_info", vec!["0", "GPU-x", "ns", "pod", container.as_str()]),
         ] {
-            let mut samples = Samples::default();
-            samples.add(metric, &labels, 1.0);
-            let text = samples.encode();
+            let text = encode_sample(metric, &labels, 1.0);
             // Each sample stays on one line, and every value comes back.
             prop_assert_eq!(label_values(&text), labels);
         }

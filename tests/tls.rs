@@ -499,7 +499,8 @@ fn the_deploy_example_web_config_is_valid() {
     let secret: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let web = secret["stringData"]["web.yml"].as_str().unwrap();
-    let config = system_info_exporter::web::config::parse(web, Path::new("/etc/web")).unwrap();
+    let config =
+        system_info_exporter::testing::web_config::parse(web, Path::new("/etc/web")).unwrap();
     assert!(config.tls.is_some());
     // The example password the comment names.
     assert!(bcrypt::verify("change-me", &config.users["prometheus"]).unwrap());

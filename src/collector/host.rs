@@ -2,9 +2,11 @@
 
 use sysinfo::{Disks, Networks, System};
 
-use super::{Collector, Setup, Started};
-use crate::catalogue::*;
-use crate::exposition::Samples;
+use std::sync::Arc;
+
+use super::{CollectError, Collection, Collector, Config, Shared, Started};
+use crate::metrics::catalogue::*;
+use crate::metrics::exposition::Samples;
 
 /// Filesystems that hold no user data; the same set node_exporter skips.
 const PSEUDO_FILESYSTEMS: &[&str] = &[
@@ -46,27 +48,32 @@ struct HostIdentity {
     kernel_version: String,
 }
 
-pub struct HostCollector {
+pub(crate) struct HostCollector {
     identity: HostIdentity,
     system: System,
     disks: Disks,
     networks: Networks,
 }
 
-pub fn start(setup: &Setup) -> Started {
-    let host = HostCollector::new(setup.options.host_name.clone())
+pub(super) fn start(config: &Config, _: &Arc<Shared>) -> Started {
+    let host = HostCollector::new(config.host_name.clone())
         .map_err(|e| format!("cannot read host statistics: {e}"))?;
     Ok(Some(Box::new(host)))
 }
 
+/// The host's name as exported: `configured` (e.g. the Kubernetes node name
+/// inside a pod), else the kernel's.
+pub(crate) fn hostname(configured: Option<String>) -> String {
+    configured
+        .or_else(|| System::host_name().ok())
+        .unwrap_or_default()
+}
+
 impl HostCollector {
-    /// `hostname` replaces the kernel's host name in `host_info`, e.g. with
-    /// the Kubernetes node name inside a pod.
-    pub fn new(hostname: Option<String>) -> Result<Self, sysinfo::Error> {
+    /// `configured` replaces the kernel's host name in `host_info`.
+    pub(crate) fn new(configured: Option<String>) -> Result<Self, sysinfo::Error> {
         let identity = HostIdentity {
-            hostname: hostname
-                .or_else(|| System::host_name().ok())
-                .unwrap_or_default(),
+            hostname: hostname(configured),
             os: System::name().unwrap_or_default(),
             os_version: System::os_version().unwrap_or_default(),
             kernel_version: System::kernel_version().unwrap_or_default(),
@@ -81,25 +88,41 @@ impl HostCollector {
 }
 
 impl Collector for HostCollector {
-    fn collect(&mut self, out: &mut Samples) -> bool {
+    fn collect(&mut self, collection: &mut Collection) -> Result<(), CollectError> {
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
         self.disks.refresh(true);
         self.networks.refresh(true);
+        let out = &mut collection.samples;
+        let read = self.add_system(out);
+        self.add_filesystems(out);
+        self.add_networks(out);
+        read
+    }
+}
 
+impl HostCollector {
+    /// Identity, boot time, load, CPUs and memory. Fails when the load or
+    /// the boot time cannot be read; that reading is then omitted, as the
+    /// GPU collector omits what it cannot read.
+    fn add_system(&self, out: &mut Samples) -> Result<(), CollectError> {
         let id = &self.identity;
         out.add(
             &HOST_INFO,
             &[&id.hostname, &id.os, &id.os_version, &id.kernel_version],
             1.0,
         );
-        // A value that cannot be read is omitted, as the GPU collector does.
-        let load = System::load_average().ok();
-        let boot_time = System::boot_time().ok();
-        out.add_some(&HOST_BOOT_TIME, &[], boot_time.map(|t| t as f64));
-        out.add_some(&HOST_LOAD1, &[], load.as_ref().map(|l| l.one));
-        out.add_some(&HOST_LOAD5, &[], load.as_ref().map(|l| l.five));
-        out.add_some(&HOST_LOAD15, &[], load.as_ref().map(|l| l.fifteen));
+        let load_average = System::load_average();
+        let boot_time = System::boot_time();
+        out.add_some(
+            &HOST_BOOT_TIME,
+            &[],
+            boot_time.as_ref().ok().map(|t| *t as f64),
+        );
+        let load = load_average.as_ref().ok();
+        out.add_some(&HOST_LOAD1, &[], load.map(|l| l.one));
+        out.add_some(&HOST_LOAD5, &[], load.map(|l| l.five));
+        out.add_some(&HOST_LOAD15, &[], load.map(|l| l.fifteen));
         let system = &self.system;
         for (metric, value) in [
             (&HOST_CPUS, system.cpus().len() as f64),
@@ -115,7 +138,15 @@ impl Collector for HostCollector {
         ] {
             out.add(metric, &[], value);
         }
+        match (load_average, boot_time) {
+            (Ok(_), Ok(_)) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(CollectError::Failed(format!(
+                "cannot read the load average or the boot time from /proc: {e}"
+            ))),
+        }
+    }
 
+    fn add_filesystems(&self, out: &mut Samples) {
         let mut filesystems: Vec<_> = self
             .disks
             .iter()
@@ -140,19 +171,15 @@ impl Collector for HostCollector {
             out.add(&HOST_FILESYSTEM_SIZE, &labels, *size as f64);
             out.add(&HOST_FILESYSTEM_AVAIL, &labels, *avail as f64);
         }
+    }
+
+    fn add_networks(&self, out: &mut Samples) {
         for (name, data) in self.networks.iter() {
             let interface = name.to_string_lossy();
-            out.add(
-                &HOST_NETWORK_RECEIVE,
-                &[&interface],
-                data.total_received() as f64,
-            );
-            out.add(
-                &HOST_NETWORK_TRANSMIT,
-                &[&interface],
-                data.total_transmitted() as f64,
-            );
+            let received = data.total_received() as f64;
+            out.add(&HOST_NETWORK_RECEIVE, &[&interface], received);
+            let transmitted = data.total_transmitted() as f64;
+            out.add(&HOST_NETWORK_TRANSMIT, &[&interface], transmitted);
         }
-        load.is_some() && boot_time.is_some()
     }
 }

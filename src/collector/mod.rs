@@ -1,48 +1,92 @@
-//! Collectors read one source each into samples of the catalogue. Each runs
-//! on its own OS thread, so a slow or hung NVML call never stalls another
-//! collector, the async runtime or a scrape: scrapes only read the latest
-//! published text. Adding a collector is one module and one line in
-//! [`COLLECTORS`]; the HTTP side and the renderer iterate over what runs.
+//! Collectors read one source each into samples of the catalogue and, where
+//! other parts join on it, typed facts (GPU identities, pod allocations).
+//! Each runs on its own OS thread (see `publish`), so a slow or hung NVML
+//! call never stalls another collector, the async runtime or a scrape.
+//! Adding a collector is one module and one line in [`COLLECTORS`]; nothing
+//! here knows of flags, output formats or HTTP.
 
-pub mod containers;
-pub mod gpu;
-pub mod host;
-pub mod pods;
-pub mod processes;
+pub(crate) mod facts;
+pub(crate) mod gpu;
+pub(crate) mod host;
+pub(crate) mod pods;
+pub(crate) mod processes;
+pub(crate) mod shared;
+pub(crate) mod status;
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cli::Options;
-use crate::dcgm;
-use crate::exposition::Samples;
-use crate::snapshot::{GpuStatus, Outcome, Published};
+use crate::metrics::exposition::Samples;
+use facts::{GpuAllocation, GpuInventory};
+pub(crate) use shared::{Latest, Shared};
 
 /// A source of metrics.
-pub trait Collector: Send {
-    /// Reads the source once, adding its samples to `out`. Returns false when
-    /// the source could not be read at all (the samples then say why, e.g.
-    /// `nvidia_nvml_up 0`).
-    fn collect(&mut self, out: &mut Samples) -> bool;
+pub(crate) trait Collector: Send {
+    /// Reads the source once into `out`. Fails, saying what failed and what
+    /// to do, when the source could not be read; `out` may still hold
+    /// samples that say so (e.g. `nvidia_nvml_up 0`).
+    fn collect(&mut self, out: &mut Collection) -> Result<(), CollectError>;
+}
+
+/// Why a collection did not read its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CollectError {
+    /// The source failed; the message says what failed and what to do. The
+    /// collection loop logs each distinct message once and counts it.
+    Failed(String),
+    /// Nothing to read yet: the collector works on what another collector
+    /// found, which has not finished its first collection. Neither logged
+    /// nor counted.
+    Waiting,
+}
+
+/// What one collection produced.
+#[derive(Debug, Default)]
+pub(crate) struct Collection {
+    pub(crate) samples: Samples,
+    /// From the GPU collector: the driver, the GPUs and their MIG devices.
+    pub(crate) gpus: Option<GpuInventory>,
+    /// From the pods collector: which containers hold which GPUs.
+    pub(crate) allocations: Option<Vec<GpuAllocation>>,
+}
+
+/// What collectors are configured with: plain values, whatever set them.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Names of the collectors to run.
+    pub(crate) enabled: Vec<&'static str>,
+    pub(crate) interval: Duration,
+    /// Where `libnvidia-ml.so.1` is loaded from; the loader's search otherwise.
+    pub(crate) nvml_library: Option<PathBuf>,
+    /// Replaces the kernel's host name in `host_info`.
+    pub(crate) host_name: Option<String>,
+    /// The kubelet's pod-resources socket.
+    pub(crate) pod_resources_socket: PathBuf,
+    /// The proc filesystem the processes collector reads.
+    pub(crate) procfs: PathBuf,
+    /// Container runtime state directories, to name a process's pod.
+    pub(crate) container_state: Vec<PathBuf>,
 }
 
 /// A collector: its name (for `--collector.<name>`, the `collector` label and
 /// `collect[]`), whether it runs unless told otherwise, and how it starts.
 /// `start` returns `None` when its source is absent on this machine (e.g. no
 /// kubelet socket), and an error that stops the exporter when it cannot start.
-pub struct Registration {
-    pub name: &'static str,
-    pub enabled_by_default: bool,
-    pub help: &'static str,
-    pub start: fn(&Setup) -> Started,
+pub(crate) struct Registration {
+    pub(crate) name: &'static str,
+    pub(crate) enabled_by_default: bool,
+    pub(crate) help: &'static str,
+    pub(crate) start: fn(&Config, &Arc<Shared>) -> Started,
 }
 
-pub type Started = Result<Option<Box<dyn Collector>>, String>;
+pub(crate) type Started = Result<Option<Box<dyn Collector>>, String>;
+
+/// A started collector and its name.
+pub(crate) type Named = (&'static str, Box<dyn Collector>);
 
 /// Every collector, in the order of the exposition.
-pub const COLLECTORS: &[Registration] = &[
+pub(crate) const COLLECTORS: &[Registration] = &[
     Registration {
         name: "gpu",
         enabled_by_default: true,
@@ -69,158 +113,17 @@ pub const COLLECTORS: &[Registration] = &[
     },
 ];
 
-/// What collectors are started with.
-pub struct Setup<'a> {
-    pub options: &'a Options,
-    pub shared: &'a Arc<Shared>,
-}
-
-/// State collectors share with each other and with the HTTP handlers,
-/// beyond their metrics.
-#[derive(Default)]
-pub struct Shared {
-    /// Written by the GPU collector; `None` before its first collection or
-    /// when it does not run.
-    pub gpu: Latest<GpuStatus>,
-    /// The GPU collector's NVML session while there is one, for collectors
-    /// that read NVML too (processes): one initialisation, one backoff.
-    pub nvml: Latest<Arc<nvml_wrapper::Nvml>>,
-    /// Every NVML call of every collector, by phase.
-    pub nvml_calls: gpu::NvmlCalls,
-}
-
-/// The latest published result of something, shared by `Arc`: publishing
-/// swaps the pointer, so readers never wait on a collection.
-pub struct Latest<T>(Mutex<Option<Arc<T>>>);
-
-impl<T> Default for Latest<T> {
-    fn default() -> Self {
-        Self(Mutex::new(None))
-    }
-}
-
-impl<T> Latest<T> {
-    pub fn get(&self) -> Option<Arc<T>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn set(&self, value: T) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(value));
-    }
-
-    pub fn clear(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// A running collector's name and latest result.
-pub struct Slot {
-    pub name: &'static str,
-    pub latest: Arc<Latest<Published>>,
-}
-
-/// A running collection loop.
-pub struct Running {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl Running {
-    /// Asks the loop to stop and waits up to `grace` for it. A loop stuck in a
-    /// hung driver call is left behind rather than blocking shutdown.
-    pub fn stop(self, grace: Duration) -> bool {
-        let _ = self.stop.send(());
-        let deadline = Instant::now() + grace;
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.thread.join().is_ok()
-    }
-}
-
-/// Starts every collector whose source is present; each publishes into its slot.
-pub fn start_all(setup: &Setup, interval: Duration) -> Result<(Vec<Slot>, Vec<Running>), String> {
-    let mut slots = Vec::new();
-    let mut running = Vec::new();
-    // One view for all collectors: the GPU collections are joined with the pods'.
-    let view = dcgm::View::for_options(setup.options).map(Arc::new);
-    let enabled = COLLECTORS
-        .iter()
-        .filter(|r| setup.options.collectors.contains(&r.name));
-    for registration in enabled {
-        let Some(collector) = (registration.start)(setup)? else {
+/// Starts the enabled collectors whose source is present, in the order of
+/// [`COLLECTORS`].
+pub(crate) fn start(config: &Config, shared: &Arc<Shared>) -> Result<Vec<Named>, String> {
+    let mut started = Vec::new();
+    for registration in COLLECTORS {
+        if !config.enabled.contains(&registration.name) {
             continue;
-        };
-        let latest = Arc::new(Latest::default());
-        running.push(
-            spawn(
-                registration.name,
-                collector,
-                interval,
-                latest.clone(),
-                view.clone(),
-            )
-            .map_err(|e| {
-                format!(
-                    "cannot start the {} collector's thread: {e}",
-                    registration.name
-                )
-            })?,
-        );
-        slots.push(Slot {
-            name: registration.name,
-            latest,
-        });
+        }
+        if let Some(collector) = (registration.start)(config, shared)? {
+            started.push((registration.name, collector));
+        }
     }
-    Ok((slots, running))
-}
-
-/// Runs `collector` now and then every `interval` on a thread of its own,
-/// publishing each collection, encoded (natively or in `view`) and gzipped,
-/// into `latest`.
-pub fn spawn(
-    name: &'static str,
-    mut collector: Box<dyn Collector>,
-    interval: Duration,
-    latest: Arc<Latest<Published>>,
-    view: Option<Arc<dcgm::View>>,
-) -> std::io::Result<Running> {
-    let (stop, stopped) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name(format!("collect-{name}"))
-        .spawn(move || {
-            let mut last_success = None;
-            loop {
-                let started = Instant::now();
-                let mut samples = Samples::default();
-                let success = collector.collect(&mut samples);
-                let exposition = match &view {
-                    Some(view) => view.render(name, &samples, started),
-                    None => samples.encode(),
-                };
-                let finished_at = SystemTime::now();
-                if success {
-                    last_success = Some(finished_at);
-                }
-                let outcome = Outcome {
-                    success,
-                    duration: started.elapsed(),
-                    finished_at,
-                    last_success,
-                };
-                // A compressor is a few hundred KiB; made for each
-                // collection, it is not resident between them.
-                let mut compress = crate::compress::best();
-                latest.set(Published::new(outcome, exposition, &mut compress));
-                let wait = interval.saturating_sub(started.elapsed());
-                match stopped.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        })?;
-    Ok(Running { stop, thread })
+    Ok(started)
 }

@@ -5,61 +5,48 @@
 use nvml_wrapper::Device;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureThreshold};
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_NVLINK_LINK_COUNT;
 
-use super::Reader;
 use super::events::WATCHED_EVENTS;
-use super::readings::GpuSamples;
+use super::nvml_values;
+use super::reader::Reader;
+use super::samples::GpuSamples;
 use super::sys::{self, Field};
-use crate::catalogue::{
+use crate::metrics::catalogue::{
     CLOCK_MAX, ECC_ENABLED, Metric, PCIE_LINK_MAX_GENERATION, PCIE_LINK_MAX_WIDTH,
     TEMPERATURE_THRESHOLD,
 };
-use crate::exposition::bool_value;
+use crate::metrics::exposition::bool_value;
+use crate::metrics::labels::{ClockDomain, Threshold};
 use crate::units::megahertz_to_hertz;
 
-pub const CLOCK_DOMAINS: [(&str, Clock); 4] = [
-    ("graphics", Clock::Graphics),
-    ("sm", Clock::SM),
-    ("memory", Clock::Memory),
-    ("video", Clock::Video),
-];
-
-const THRESHOLDS: [(&str, TemperatureThreshold); 4] = [
-    ("shutdown", TemperatureThreshold::Shutdown),
-    ("slowdown", TemperatureThreshold::Slowdown),
-    ("gpu_max", TemperatureThreshold::GpuMax),
-    ("memory_max", TemperatureThreshold::MemoryMax),
-];
-
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub uuid: String,
-    pub name: String,
-    pub pci_bus_id: String,
-    pub serial: String,
+pub(super) struct Identity {
+    pub(super) uuid: String,
+    pub(super) name: String,
+    pub(super) pci_bus_id: String,
+    pub(super) serial: String,
 }
 
 #[derive(Debug)]
-pub struct Discovered {
+pub(super) struct Discovered {
     /// Samples that stay the same until NVML is initialised again: metric,
     /// the label after `gpu` and `uuid` if it has one, value.
     fixed: Vec<(&'static Metric, Option<&'static str>, f64)>,
-    pub fans: u32,
-    pub nvlinks: u32,
-    pub clock_event_reasons: ThrottleReasons,
+    pub(super) fans: u32,
+    pub(super) nvlinks: u32,
+    pub(super) clock_event_reasons: ThrottleReasons,
     /// Supported event types among those the exporter watches.
-    pub event_types: EventTypes,
+    pub(super) event_types: EventTypes,
     /// MIG device slots, when the GPU supports MIG (its mode is read every
     /// collection: it can change with a GPU reset).
-    pub mig_slots: Option<u32>,
+    pub(super) mig_slots: Option<u32>,
     /// Whether GPM profiling metrics are supported.
-    pub gpm: bool,
+    pub(super) gpm: bool,
 }
 
 impl Discovered {
-    pub fn add_samples(&self, gpu: &mut GpuSamples) {
+    pub(super) fn add_samples(&self, gpu: &mut GpuSamples) {
         for (metric, label, value) in &self.fixed {
             let labels: &[&str] = match label {
                 Some(label) => &[label],
@@ -71,7 +58,7 @@ impl Discovered {
 }
 
 /// The GPU's identity; `None` when its UUID cannot be read.
-pub fn identity(reader: &mut Reader) -> Option<Identity> {
+pub(super) fn identity(reader: &mut Reader) -> Option<Identity> {
     Some(Identity {
         uuid: reader.read("uuid", Device::uuid)?,
         name: reader.read("name", Device::name).unwrap_or_default(),
@@ -83,17 +70,20 @@ pub fn identity(reader: &mut Reader) -> Option<Identity> {
     })
 }
 
-pub fn discover(reader: &mut Reader) -> Discovered {
+pub(super) fn discover(reader: &mut Reader) -> Discovered {
     let mut fixed = Vec::new();
-    for (name, clock) in CLOCK_DOMAINS {
+    for &domain in ClockDomain::ALL {
+        let clock = nvml_values::clock(domain);
         if let Some(mhz) = reader.read("max_clock", |d| d.max_clock_info(clock)) {
-            fixed.push((&CLOCK_MAX, Some(name), megahertz_to_hertz(mhz)));
+            fixed.push((&CLOCK_MAX, Some(domain.name()), megahertz_to_hertz(mhz)));
         }
     }
-    for (name, threshold) in THRESHOLDS {
+    for &threshold in Threshold::ALL {
+        let nvml_threshold = nvml_values::threshold(threshold);
         if let Some(celsius) = reader.read("temperature_threshold", |d| {
-            d.temperature_threshold(threshold)
+            d.temperature_threshold(nvml_threshold)
         }) {
+            let name = threshold.name();
             fixed.push((&TEMPERATURE_THRESHOLD, Some(name), f64::from(celsius)));
         }
     }

@@ -11,21 +11,23 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nvml_wrapper::Nvml;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::{EventSet, Nvml};
+use nvml_wrapper_sys::bindings::nvmlDevice_t;
 use tracing::{debug, info, warn};
 
-use super::{NvmlCalls, Phase};
-use crate::catalogue::{
-    ECC_EVENT_TYPES, ECC_EVENTS, LAST_XID_TIMESTAMP, SERIOUS_XIDS, XID_ERRORS, XID_FELL_OFF_THE_BUS,
+use super::{NvmlCalls, nvml_values};
+use crate::collector::status::EventWatch;
+use crate::metrics::catalogue::{
+    ECC_EVENTS, LAST_XID_TIMESTAMP, SERIOUS_XIDS, XID_ERRORS, XID_FELL_OFF_THE_BUS,
 };
-use crate::exposition::Samples;
-use crate::snapshot::EventWatch;
+use crate::metrics::exposition::Samples;
+use crate::metrics::labels::{EccEventType, NvmlPhase};
 
 /// The event types the exporter watches, where a GPU supports them.
-pub const WATCHED_EVENTS: EventTypes = EventTypes::CRITICAL_XID_ERROR
+pub(super) const WATCHED_EVENTS: EventTypes = EventTypes::CRITICAL_XID_ERROR
     .union(EventTypes::SINGLE_BIT_ECC_ERROR)
     .union(EventTypes::DOUBLE_BIT_ECC_ERROR);
 
@@ -35,21 +37,18 @@ const WAIT: Duration = Duration::from_millis(500);
 /// How long `start` waits for the thread to report its registrations.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The ECC event types, in the order of `catalogue::ECC_EVENT_TYPES`.
-const ECC_EVENT_BITS: [EventTypes; 2] = [
-    EventTypes::SINGLE_BIT_ECC_ERROR,
-    EventTypes::DOUBLE_BIT_ECC_ERROR,
-];
+/// How `/health` names the watched XID events.
+const XID: &str = "xid";
 
 /// Event counts since the exporter started, by GPU UUID.
 #[derive(Default)]
-pub struct Counts(Mutex<HashMap<String, GpuEvents>>);
+pub(super) struct Counts(Mutex<HashMap<String, GpuEvents>>);
 
 #[derive(Default)]
 struct GpuEvents {
     xids: BTreeMap<u64, u64>,
     last_xid_at: Option<f64>,
-    ecc: [u64; 2],
+    ecc: [u64; EccEventType::COUNT],
 }
 
 impl Counts {
@@ -60,13 +59,19 @@ impl Counts {
 
     /// The GPU's counters. Those of watched types start at 0 (for XIDs, the
     /// serious ones) so that `increase()` sees their first event.
-    pub fn add_samples(&self, index: &str, uuid: &str, watch: &EventWatch, out: &mut Samples) {
+    pub(super) fn add_samples(
+        &self,
+        index: &str,
+        uuid: &str,
+        watch: &EventWatch,
+        out: &mut Samples,
+    ) {
         let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let events = counts.get(uuid);
         let watched =
             |name: &str| matches!(watch, EventWatch::Watching(types) if types.contains(&name));
         let mut xids: BTreeMap<u64, u64> = BTreeMap::new();
-        if watched("xid") {
+        if watched(XID) {
             xids.extend(SERIOUS_XIDS.iter().map(|xid| (*xid, 0)));
         }
         if let Some(events) = events {
@@ -78,10 +83,10 @@ impl Counts {
         if let Some(at) = events.and_then(|e| e.last_xid_at) {
             out.add(&LAST_XID_TIMESTAMP, &[index, uuid], at);
         }
-        for (slot, kind) in ECC_EVENT_TYPES.iter().enumerate() {
-            let count = events.map_or(0, |e| e.ecc[slot]);
-            if count > 0 || watched(kind) {
-                out.add(&ECC_EVENTS, &[index, uuid, kind], count as f64);
+        for &kind in EccEventType::ALL {
+            let count = events.map_or(0, |e| e.ecc[kind as usize]);
+            if count > 0 || watched(kind.name()) {
+                out.add(&ECC_EVENTS, &[index, uuid, kind.name()], count as f64);
             }
         }
     }
@@ -89,14 +94,14 @@ impl Counts {
 
 /// A GPU to watch.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub index: u32,
-    pub uuid: String,
-    pub types: EventTypes,
+pub(super) struct Target {
+    pub(super) index: u32,
+    pub(super) uuid: String,
+    pub(super) types: EventTypes,
 }
 
 /// The running event thread of one NVML session.
-pub struct Watcher {
+pub(super) struct Watcher {
     targets: Vec<Target>,
     states: HashMap<u32, EventWatch>,
     fell_off: Arc<Mutex<HashSet<u32>>>,
@@ -106,7 +111,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts the thread and waits until it has registered the GPUs.
-    pub fn start(
+    pub(super) fn start(
         nvml: Arc<Nvml>,
         targets: Vec<Target>,
         counts: Arc<Counts>,
@@ -143,16 +148,16 @@ impl Watcher {
         }
     }
 
-    pub fn watches(&self, targets: &[Target]) -> bool {
+    pub(super) fn watches(&self, targets: &[Target]) -> bool {
         self.targets == targets
     }
 
-    pub fn state(&self, index: u32) -> Option<EventWatch> {
+    pub(super) fn state(&self, index: u32) -> Option<EventWatch> {
         self.states.get(&index).cloned()
     }
 
     /// GPUs that reported XID 79 (fallen off the bus) in this session.
-    pub fn fell_off(&self) -> HashSet<u32> {
+    pub(super) fn fell_off(&self) -> HashSet<u32> {
         self.fell_off
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -184,16 +189,25 @@ struct Context {
     fell_off: Arc<Mutex<HashSet<u32>>>,
 }
 
+impl Context {
+    /// Counts one NVML call of the event thread.
+    fn count(&self) {
+        self.calls
+            .count(NvmlPhase::Events)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How `/health` names the watched types among `types`.
 fn names(types: EventTypes) -> Vec<&'static str> {
-    [
-        (EventTypes::CRITICAL_XID_ERROR, "xid"),
-        (EventTypes::SINGLE_BIT_ECC_ERROR, "single_bit"),
-        (EventTypes::DOUBLE_BIT_ECC_ERROR, "double_bit"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| types.contains(*bit))
-    .map(|(_, name)| name)
-    .collect()
+    let xid = types
+        .contains(EventTypes::CRITICAL_XID_ERROR)
+        .then_some(XID);
+    let ecc = EccEventType::ALL
+        .iter()
+        .filter(|kind| types.contains(nvml_values::ecc_event(**kind)))
+        .map(|kind| kind.name());
+    xid.into_iter().chain(ecc).collect()
 }
 
 /// The thread: registers every target, reports how that went, then waits
@@ -205,12 +219,27 @@ fn watch(
     context: &Context,
     registered: mpsc::Sender<HashMap<u32, EventWatch>>,
 ) {
-    let count = || {
-        context
-            .calls
-            .count(Phase::Events)
-            .fetch_add(1, Ordering::Relaxed)
-    };
+    let (states, watched) = register(nvml, targets, context);
+    let _ = registered.send(states);
+    if let Some((set, handles)) = watched {
+        info!(gpus = handles.len(), "watching XID and ECC events");
+        wait(&set, &handles, stop, context);
+    }
+}
+
+/// The registered GPUs: each one's device handle, for telling whose an event is.
+type Handles<'t> = Vec<(nvmlDevice_t, &'t Target)>;
+
+/// Registers each target for its event types in one event set. Returns how
+/// each registration went and, when at least one succeeded, the set.
+fn register<'n, 't>(
+    nvml: &'n Nvml,
+    targets: &'t [Target],
+    context: &Context,
+) -> (
+    HashMap<u32, EventWatch>,
+    Option<(EventSet<'n>, Handles<'t>)>,
+) {
     let mut states = HashMap::new();
     let mut set = None;
     let mut handles = Vec::new();
@@ -222,14 +251,14 @@ fn watch(
         let fresh = match set.take() {
             Some(set) => Ok(set),
             None => {
-                count();
+                context.count();
                 nvml.create_event_set()
             }
         };
         let registration = fresh.map_err(|e| e.to_string()).and_then(|fresh| {
             // Getting the handle and registering: two calls.
-            count();
-            count();
+            context.count();
+            context.count();
             let device = nvml
                 .device_by_index(target.index)
                 .map_err(|e| e.to_string())?;
@@ -254,15 +283,18 @@ fn watch(
         };
         states.insert(target.index, state);
     }
-    let _ = registered.send(states);
-    let Some(set) = set.filter(|_| !handles.is_empty()) else {
-        return;
-    };
-    info!(gpus = handles.len(), "watching XID and ECC events");
+    let watched = set
+        .filter(|_| !handles.is_empty())
+        .map(|set| (set, handles));
+    (states, watched)
+}
+
+/// Waits for events in `set` until `stop`, recording each.
+fn wait(set: &EventSet, handles: &Handles, stop: &AtomicBool, context: &Context) {
     let wait_ms = WAIT.as_millis() as u32;
     let mut last_error = None;
     while !stop.load(Ordering::Relaxed) {
-        count();
+        context.count();
         match set.wait(wait_ms) {
             Ok(event) => {
                 last_error = None;
@@ -310,12 +342,12 @@ fn record(target: &Target, types: EventTypes, xid: Option<XidError>, context: &C
             events.last_xid_at = Some(now);
         });
     }
-    for (slot, bit) in ECC_EVENT_BITS.iter().enumerate() {
-        if types.contains(*bit) {
-            warn!(gpu = target.index, uuid = %target.uuid, kind = ECC_EVENT_TYPES[slot], "GPU reported an ECC error event");
+    for &kind in EccEventType::ALL {
+        if types.contains(nvml_values::ecc_event(kind)) {
+            warn!(gpu = target.index, uuid = %target.uuid, kind = kind.name(), "GPU reported an ECC error event");
             context
                 .counts
-                .record(&target.uuid, |events| events.ecc[slot] += 1);
+                .record(&target.uuid, |events| events.ecc[kind as usize] += 1);
         }
     }
 }

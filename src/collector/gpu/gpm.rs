@@ -12,9 +12,9 @@ use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::gpm::{GpmSample, gpm_metrics_get};
 use nvml_wrapper_sys::bindings::nvmlGpmSample_t;
 
-use super::Reader;
-use super::readings::GpuSamples;
-use crate::catalogue::*;
+use super::reader::Reader;
+use super::samples::GpuSamples;
+use crate::metrics::catalogue::*;
 
 /// NVML refuses to compute metrics from samples closer than this.
 const MIN_SAMPLE_DISTANCE: Duration = Duration::from_millis(100);
@@ -33,7 +33,7 @@ const RATIOS: [(GpmMetricId, &Metric); 8] = [
     (GpmMetricId::GraphicsUtil, &GRAPHICS_ENGINE_ACTIVE),
 ];
 
-/// Rates in MiB/s, integrated into byte counters (in the order of `Totals`).
+/// Rates in MiB/s, integrated into byte counters (one total each in `Totals`).
 const RATES: [(GpmMetricId, &Metric); 4] = [
     (GpmMetricId::PcieTxPerSec, &PCIE_TRANSMIT),
     (GpmMetricId::PcieRxPerSec, &PCIE_RECEIVE),
@@ -43,11 +43,11 @@ const RATES: [(GpmMetricId, &Metric); 4] = [
 
 /// Bytes since the exporter started, by GPU UUID and GPU instance; they
 /// outlive NVML sessions.
-pub type Totals = HashMap<(String, Option<u32>), [f64; 4]>;
+pub(super) type Totals = HashMap<(String, Option<u32>), [f64; RATES.len()]>;
 
 /// The previous sample of each GPU (and MIG GPU instance) of one NVML session.
 #[derive(Default)]
-pub struct Previous(HashMap<(u32, Option<u32>), (Handle, Instant)>);
+pub(super) struct Previous(HashMap<(u32, Option<u32>), (Handle, Instant)>);
 
 /// A sample kept between collections as its raw handle (a `GpmSample`
 /// borrows the `Nvml` that the session also owns).
@@ -60,7 +60,7 @@ unsafe impl Send for Handle {}
 impl Previous {
     /// Takes a sample of the GPU, or of one of its GPU instances, and adds
     /// the metrics since the previous sample.
-    pub fn read(
+    pub(super) fn read(
         &mut self,
         nvml: &Nvml,
         reader: &mut Reader,
@@ -119,7 +119,7 @@ impl Previous {
     }
 
     /// Frees the samples still held; called before NVML shuts down.
-    pub fn free(&mut self, nvml: &Nvml) {
+    pub(super) fn free(&mut self, nvml: &Nvml) {
         for (_, (handle, _)) in self.0.drain() {
             // SAFETY: as in `read`: a handle of this session, freed once.
             drop(unsafe { GpmSample::from_handle(nvml, handle.0) });

@@ -7,34 +7,35 @@ use std::collections::HashMap;
 
 use nvml_wrapper::Device;
 
-use super::Reader;
-use super::readings::GpuSamples;
+use super::reader::Reader;
+use super::samples::GpuSamples;
 use super::sys;
-use crate::catalogue::{MIG_INFO, MIG_MEMORY_TOTAL, MIG_MEMORY_USED, MIG_MODE_ENABLED};
-use crate::exposition::bool_value;
+use crate::collector::facts::MigDevice;
+use crate::metrics::catalogue::{MIG_INFO, MIG_MEMORY_TOTAL, MIG_MEMORY_USED, MIG_MODE_ENABLED};
+use crate::metrics::exposition::bool_value;
 
-pub struct MigIdentity {
+pub(super) struct MigIdentity {
     gpu_instance: u32,
-    compute_instance: String,
+    compute_instance: u32,
     profile: String,
 }
 
-/// Reads the GPU's MIG mode and, when it is on, its MIG devices. Returns the
-/// GPU instance ids in use (for per-instance profiling).
-pub fn read(
+/// Reads the GPU's MIG mode and, when it is on, its MIG devices, which it
+/// returns in slot order.
+pub(super) fn read(
     reader: &mut Reader,
     slots: u32,
     known: &mut HashMap<String, MigIdentity>,
     gpu: &mut GpuSamples,
-) -> Vec<u32> {
+) -> Vec<MigDevice> {
     let Some(mode) = reader.read("mig_mode", Device::mig_mode) else {
         return Vec::new();
     };
     let enabled = mode.current == 1;
     gpu.add(&MIG_MODE_ENABLED, &[], Some(bool_value(enabled)));
-    let mut instances = Vec::new();
+    let mut devices = Vec::new();
     if !enabled {
-        return instances;
+        return devices;
     }
     for slot in 0..slots {
         // An empty slot answers NOT_FOUND: skipped, not an error.
@@ -55,14 +56,15 @@ pub fn read(
             };
             let identity = MigIdentity {
                 gpu_instance,
-                compute_instance: compute_instance.to_string(),
+                compute_instance,
                 profile: profile(&name).to_owned(),
             };
             known.insert(uuid.clone(), identity);
         }
         let id = &known[&uuid];
         let gpu_instance = id.gpu_instance.to_string();
-        let instance = [gpu_instance.as_str(), id.compute_instance.as_str()];
+        let compute_instance = id.compute_instance.to_string();
+        let instance = [gpu_instance.as_str(), compute_instance.as_str()];
         gpu.add(
             &MIG_INFO,
             &[&uuid, instance[0], instance[1], &id.profile],
@@ -72,11 +74,15 @@ pub fn read(
             gpu.add(&MIG_MEMORY_USED, &instance, Some(memory.used as f64));
             gpu.add(&MIG_MEMORY_TOTAL, &instance, Some(memory.total as f64));
         }
-        if !instances.contains(&id.gpu_instance) {
-            instances.push(id.gpu_instance);
-        }
+        devices.push(MigDevice {
+            gpu_uuid: gpu.uuid().to_owned(),
+            uuid,
+            gpu_instance: id.gpu_instance,
+            compute_instance: id.compute_instance,
+            profile: id.profile.clone(),
+        });
     }
-    instances
+    devices
 }
 
 /// The profile in a MIG device's name, e.g. `1g.10gb` in

@@ -3,15 +3,20 @@
 //! come in one batched field-value call.
 
 use nvml_wrapper::Device;
-use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{PerformanceState, TemperatureSensor};
 use nvml_wrapper::sys_exports::field_id::*;
 
-use super::Reader;
-use super::discovery::{CLOCK_DOMAINS, Discovered};
+use super::discovery::Discovered;
+use super::nvml_values;
+use super::reader::Reader;
+use super::samples::GpuSamples;
 use super::sys::{self, Field};
-use crate::catalogue::*;
-use crate::exposition::{Samples, bool_value};
+use crate::metrics::catalogue::*;
+use crate::metrics::exposition::bool_value;
+use crate::metrics::labels::{
+    ClockDomain, ClockEventReason, EccErrorType, NvlinkErrorType, RecoveryAction, RemapType,
+    RetirementCause, ThrottleReason,
+};
 use crate::units::{megahertz_to_hertz, milliwatts_to_watts, percent_to_ratio};
 
 /// `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION` (drivers from R570), newer than the
@@ -42,37 +47,37 @@ const GPU_FIELDS: &[(u32, &Metric, Option<&str>, f64)] = &[
     (
         NVML_FI_DEV_ECC_SBE_VOL_TOTAL,
         &ECC_ERRORS,
-        Some("corrected"),
+        Some(EccErrorType::Corrected.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_ECC_DBE_VOL_TOTAL,
         &ECC_ERRORS,
-        Some("uncorrected"),
+        Some(EccErrorType::Uncorrected.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_ECC_SBE_AGG_TOTAL,
         &ECC_ERRORS_AGGREGATE,
-        Some("corrected"),
+        Some(EccErrorType::Corrected.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_ECC_DBE_AGG_TOTAL,
         &ECC_ERRORS_AGGREGATE,
-        Some("uncorrected"),
+        Some(EccErrorType::Uncorrected.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_RETIRED_SBE,
         &RETIRED_PAGES,
-        Some("single_bit_ecc"),
+        Some(RetirementCause::SingleBitEcc.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_RETIRED_DBE,
         &RETIRED_PAGES,
-        Some("double_bit_ecc"),
+        Some(RetirementCause::DoubleBitEcc.name()),
         1.0,
     ),
     (
@@ -84,13 +89,13 @@ const GPU_FIELDS: &[(u32, &Metric, Option<&str>, f64)] = &[
     (
         NVML_FI_DEV_REMAPPED_COR,
         &REMAPPED_ROWS,
-        Some("correctable"),
+        Some(RemapType::Correctable.name()),
         1.0,
     ),
     (
         NVML_FI_DEV_REMAPPED_UNC,
         &REMAPPED_ROWS,
-        Some("uncorrectable"),
+        Some(RemapType::Uncorrectable.name()),
         1.0,
     ),
     (NVML_FI_DEV_REMAPPED_PENDING, &ROW_REMAP_PENDING, None, 1.0),
@@ -104,49 +109,49 @@ const GPU_FIELDS: &[(u32, &Metric, Option<&str>, f64)] = &[
     (
         NVML_FI_DEV_PERF_POLICY_POWER,
         &THROTTLED,
-        Some("power"),
+        Some(ThrottleReason::Power.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_THERMAL,
         &THROTTLED,
-        Some("thermal"),
+        Some(ThrottleReason::Thermal.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_SYNC_BOOST,
         &THROTTLED,
-        Some("sync_boost"),
+        Some(ThrottleReason::SyncBoost.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT,
         &THROTTLED,
-        Some("board_limit"),
+        Some(ThrottleReason::BoardLimit.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION,
         &THROTTLED,
-        Some("low_utilization"),
+        Some(ThrottleReason::LowUtilization.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_RELIABILITY,
         &THROTTLED,
-        Some("reliability"),
+        Some(ThrottleReason::Reliability.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_TOTAL_APP_CLOCKS,
         &THROTTLED,
-        Some("application_clocks"),
+        Some(ThrottleReason::ApplicationClocks.name()),
         1e9,
     ),
     (
         NVML_FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS,
         &THROTTLED,
-        Some("base_clocks"),
+        Some(ThrottleReason::BaseClocks.name()),
         1e9,
     ),
 ];
@@ -160,64 +165,26 @@ const NVLINK_FIELDS: [(LinkField, &Metric, Option<&str>); 5] = [
     (
         |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_CRC),
         &NVLINK_ERRORS,
-        Some("crc_flit"),
+        Some(NvlinkErrorType::CrcFlit.name()),
     ),
     (
         |link| NVLINK_CRC_DATA_FIELDS.get(link as usize).copied(),
         &NVLINK_ERRORS,
-        Some("crc_data"),
+        Some(NvlinkErrorType::CrcData.name()),
     ),
     (
         |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY),
         &NVLINK_ERRORS,
-        Some("replay"),
+        Some(NvlinkErrorType::Replay.name()),
     ),
     (
         |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY),
         &NVLINK_ERRORS,
-        Some("recovery"),
+        Some(NvlinkErrorType::Recovery.name()),
     ),
 ];
 
-/// In the order of `catalogue::CLOCK_EVENT_REASONS`.
-const CLOCK_EVENT_BITS: [ThrottleReasons; 9] = [
-    ThrottleReasons::GPU_IDLE,
-    ThrottleReasons::APPLICATIONS_CLOCKS_SETTING,
-    ThrottleReasons::SW_POWER_CAP,
-    ThrottleReasons::HW_SLOWDOWN,
-    ThrottleReasons::SYNC_BOOST,
-    ThrottleReasons::SW_THERMAL_SLOWDOWN,
-    ThrottleReasons::HW_THERMAL_SLOWDOWN,
-    ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN,
-    ThrottleReasons::DISPLAY_CLOCK_SETTING,
-];
-
-/// Samples of one GPU: every one carries its `gpu` and `uuid` labels.
-pub struct GpuSamples<'a> {
-    out: &'a mut Samples,
-    gpu: String,
-    uuid: &'a str,
-}
-
-impl<'a> GpuSamples<'a> {
-    pub fn new(out: &'a mut Samples, index: u32, uuid: &'a str) -> Self {
-        Self {
-            out,
-            gpu: index.to_string(),
-            uuid,
-        }
-    }
-
-    /// Adds a sample with `labels` after `gpu` and `uuid`, if there is a value.
-    pub fn add(&mut self, metric: &'static Metric, labels: &[&str], value: Option<f64>) {
-        let mut all = Vec::with_capacity(2 + labels.len());
-        all.extend([self.gpu.as_str(), self.uuid]);
-        all.extend_from_slice(labels);
-        self.out.add_some(metric, &all, value);
-    }
-}
-
-pub fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) {
+pub(super) fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) {
     let temperature = reader.read("temperature", |d| d.temperature(TemperatureSensor::Gpu));
     gpu.add(&TEMPERATURE, &[], temperature.map(f64::from));
     let power = reader.read("power_usage", Device::power_usage);
@@ -252,9 +219,10 @@ pub fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) 
         decoder.map(|u| percent_to_ratio(u.utilization)),
     );
 
-    for (name, clock) in CLOCK_DOMAINS {
+    for &domain in ClockDomain::ALL {
+        let clock = nvml_values::clock(domain);
         let hertz = reader.read("clock", |d| d.clock_info(clock));
-        gpu.add(&CLOCK, &[name], hertz.map(megahertz_to_hertz));
+        gpu.add(&CLOCK, &[domain.name()], hertz.map(megahertz_to_hertz));
     }
     for fan in 0..discovered.fans {
         let speed = reader.read("fan_speed", |d| d.fan_speed(fan));
@@ -266,13 +234,11 @@ pub fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) 
     gpu.add(&PERFORMANCE_STATE, &[], state.map(|s| f64::from(s.as_c())));
 
     if let Some(active) = reader.read("clock_event_reasons", Device::current_throttle_reasons) {
-        for (reason, bit) in CLOCK_EVENT_REASONS.iter().zip(CLOCK_EVENT_BITS) {
+        for &reason in ClockEventReason::ALL {
+            let bit = nvml_values::clock_event(reason);
             if discovered.clock_event_reasons.contains(bit) {
-                gpu.add(
-                    &CLOCK_EVENT_ACTIVE,
-                    &[reason],
-                    Some(bool_value(active.contains(bit))),
-                );
+                let value = bool_value(active.contains(bit));
+                gpu.add(&CLOCK_EVENT_ACTIVE, &[reason.name()], Some(value));
             }
         }
     }
@@ -315,9 +281,13 @@ fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
         gpu.add(metric, labels, value.map(|v| v / divisor));
     }
     if let Some(action) = rest[0] {
-        for (code, name) in RECOVERY_ACTIONS.iter().enumerate() {
-            let active = action == code as f64;
-            gpu.add(&RECOVERY_ACTION, &[name], Some(bool_value(active)));
+        for &candidate in RecoveryAction::ALL {
+            let active = action == candidate as u8 as f64;
+            gpu.add(
+                &RECOVERY_ACTION,
+                &[candidate.name()],
+                Some(bool_value(active)),
+            );
         }
     }
     for ((link, metric, kind), value) in link_fields.iter().zip(&rest[1..]) {

@@ -15,16 +15,19 @@ use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
 use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Field {
-    pub id: u32,
+pub(super) struct Field {
+    pub(super) id: u32,
     /// The link of an NVLink field; 0 otherwise.
-    pub scope: u32,
+    pub(super) scope: u32,
 }
 
 /// The value of each field, `None` where the driver answered that field with
 /// an error (e.g. not supported). The call as a whole fails when the symbol is
 /// missing (older drivers) or the GPU cannot be queried.
-pub fn field_values(device: &Device, fields: &[Field]) -> Result<Vec<Option<f64>>, NvmlError> {
+pub(super) fn field_values(
+    device: &Device,
+    fields: &[Field],
+) -> Result<Vec<Option<f64>>, NvmlError> {
     let get = nvml_sym(device.nvml().lib().nvmlDeviceGetFieldValues.as_ref())?;
     let mut values: Vec<nvmlFieldValue_t> = fields
         .iter()
@@ -65,7 +68,7 @@ fn value(field: &nvmlFieldValue_t) -> Option<f64> {
 }
 
 /// The GPU instance id of a MIG device (`nvmlDeviceGetGpuInstanceId`).
-pub fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+pub(super) fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
     let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
     let mut id = 0;
     // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
@@ -74,7 +77,7 @@ pub fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
 }
 
 /// The compute instance id of a MIG device (`nvmlDeviceGetComputeInstanceId`).
-pub fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+pub(super) fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
     let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
     let mut id = 0;
     // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.

@@ -1,0 +1,43 @@
+//! Typed facts a collection carries beside its samples, for the parts that
+//! join on them (the dcgm view labels GPU readings with the GPU's identity,
+//! its MIG devices and the pods that hold them) instead of reading them back
+//! out of label values.
+
+/// The driver, GPUs and MIG devices one GPU collection saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GpuInventory {
+    pub(crate) driver_version: String,
+    /// Every GPU whose identity is known, lost ones too.
+    pub(crate) gpus: Vec<GpuIdentity>,
+    pub(crate) mig_devices: Vec<MigDevice>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GpuIdentity {
+    pub(crate) index: u32,
+    pub(crate) uuid: String,
+    pub(crate) name: String,
+    pub(crate) pci_bus_id: String,
+}
+
+/// A MIG device of a GPU in MIG mode.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MigDevice {
+    /// The UUID of the GPU it is part of.
+    pub(crate) gpu_uuid: String,
+    pub(crate) uuid: String,
+    pub(crate) gpu_instance: u32,
+    pub(crate) compute_instance: u32,
+    /// E.g. `1g.10gb`; empty when the name did not say.
+    pub(crate) profile: String,
+}
+
+/// A GPU or MIG device the kubelet allocated to a container.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct GpuAllocation {
+    /// GPU or MIG device UUID.
+    pub(crate) uuid: String,
+    pub(crate) namespace: String,
+    pub(crate) pod: String,
+    pub(crate) container: String,
+}

@@ -1,0 +1,76 @@
+//! Where NVML is loaded from: the path the user named, else the dynamic
+//! loader's search, else the directories drivers install it in.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nvml_wrapper::Nvml;
+use nvml_wrapper::error::NvmlError;
+use tracing::info;
+
+/// The name the dynamic loader is asked for.
+pub(super) const LIBRARY: &str = "libnvidia-ml.so.1";
+
+/// Where drivers install NVML, tried when the loader's path and cache do not
+/// find it (e.g. a minimal image whose linker cache was not updated, or a
+/// driver container mounted under /run/nvidia/driver).
+const FALLBACK_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/nvidia/lib64",
+    "/run/nvidia/driver/usr/lib/x86_64-linux-gnu",
+    "/run/nvidia/driver/usr/lib/aarch64-linux-gnu",
+    "/run/nvidia/driver/usr/lib64",
+];
+
+/// Loads and initialises NVML: from `library` when given, otherwise through
+/// the dynamic loader and then from [`FALLBACK_DIRS`]. Counts each attempt.
+pub(super) fn load(library: Option<&OsStr>, calls: &AtomicU64) -> Result<Nvml, String> {
+    let open = |path: &OsStr| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        Nvml::builder().lib_path(path).init()
+    };
+    if let Some(path) = library {
+        return open(path).map_err(|e| e.to_string());
+    }
+    let error = match open(OsStr::new(LIBRARY)) {
+        Err(NvmlError::LibloadingError(error)) => error,
+        other => return other.map_err(|e| e.to_string()),
+    };
+    let Some(path) = fallback_path(FALLBACK_DIRS) else {
+        return Err(format!(
+            "{error}; also looked in {}. Install the NVIDIA driver, run the container with the NVIDIA runtime (--gpus all), or name the library with --nvml.library",
+            FALLBACK_DIRS.join(", ")
+        ));
+    };
+    info!(path = %path.display(), "the dynamic loader did not find {LIBRARY}; loading it from a well-known directory");
+    open(path.as_os_str()).map_err(|e| e.to_string())
+}
+
+fn fallback_path(dirs: &[&str]) -> Option<PathBuf> {
+    dirs.iter()
+        .map(|dir| Path::new(dir).join(LIBRARY))
+        .find(|path| path.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_finds_the_library_in_the_first_directory_that_has_it() {
+        let dir = std::env::temp_dir().join(format!("sie-fallback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(LIBRARY), b"").unwrap();
+        let dir = dir.to_str().unwrap();
+        assert_eq!(
+            fallback_path(&["/nonexistent", dir]),
+            Some(Path::new(dir).join(LIBRARY))
+        );
+        assert_eq!(fallback_path(&["/nonexistent"]), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,43 @@
+//! What the GPU collector knows of NVML's and each GPU's state, for
+//! `/health`, `/ready` and the collectors that work on the GPUs it found.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GpuStatus {
+    pub(crate) nvml_up: bool,
+    /// Last NVML initialisation or enumeration error.
+    pub(crate) nvml_error: Option<String>,
+    pub(crate) driver_version: Option<String>,
+    pub(crate) gpus: Vec<GpuState>,
+}
+
+impl GpuStatus {
+    pub(crate) fn gpus_lost(&self) -> usize {
+        self.gpus.iter().filter(|gpu| !gpu.up).count()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct GpuState {
+    pub(crate) index: u32,
+    /// Empty when the GPU failed before its identity could be read.
+    pub(crate) uuid: String,
+    pub(crate) up: bool,
+    /// Which NVML events of this GPU are being watched.
+    pub(crate) events: EventWatch,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EventWatch {
+    /// Not (yet) registered, e.g. the GPU was down when events were set up.
+    #[default]
+    NotWatched,
+    /// The GPU supports none of the watched event types.
+    Unsupported,
+    /// Watched types, e.g. `["xid", "single_bit"]`.
+    Watching(Vec<&'static str>),
+    /// Registration failed with this NVML error.
+    Failed(String),
+}

@@ -1,0 +1,149 @@
+//! The routes and their handlers: `/metrics`, `/health`, `/ready` and the
+//! landing page.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::health::{self, Health};
+use super::scrape::{self, ExporterMetrics};
+use super::stats::HttpStats;
+use crate::collector::Latest;
+use crate::collector::status::GpuStatus;
+use crate::metrics::gzip;
+use crate::metrics::labels::HttpEncoding;
+use crate::publish::Slot;
+use crate::selfmetrics::BuildInfo;
+use crate::selfmetrics::process::ProcessMetrics;
+
+/// What the handlers read.
+pub(crate) struct AppState {
+    /// The running collectors' latest results.
+    pub(crate) slots: Vec<Slot>,
+    /// Every collector there is, running or not, for `collect[]`.
+    pub(crate) known_collectors: Vec<&'static str>,
+    /// The GPU collector's view of NVML and the GPUs.
+    pub(crate) gpu: Arc<Latest<GpuStatus>>,
+    pub(crate) process: ProcessMetrics,
+    pub(crate) interval: Duration,
+    pub(crate) require_gpu: bool,
+    /// Leave out the process and HTTP metrics (`--web.disable-exporter-metrics`).
+    pub(crate) disable_exporter_metrics: bool,
+    /// Counters of the HTTP side.
+    pub(crate) http: Arc<HttpStats>,
+    pub(crate) started: SystemTime,
+    pub(crate) telemetry_path: String,
+}
+
+pub(super) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route(&state.telemetry_path, get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let slots = match scrape::select(&state.slots, &state.known_collectors, query.as_deref()) {
+        Ok(slots) => slots,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(gzip::accepts_gzip);
+    let exporter = ExporterMetrics {
+        process: &state.process,
+        http: &state.http,
+    };
+    let exporter = (!state.disable_exporter_metrics).then_some(&exporter);
+    let chunks = scrape::scrape(&slots, exporter, &BuildInfo::CURRENT, gzip);
+    let length = chunks.iter().map(|c| c.len() as u64).sum();
+    let encoding = if gzip {
+        HttpEncoding::Gzip
+    } else {
+        HttpEncoding::Identity
+    };
+    state.http.metrics_body_sent(encoding, length);
+    let mut response = Response::new(Body::new(scrape::Chunks::new(chunks)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus::TEXT_FORMAT),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+fn current_health(state: &AppState) -> Health {
+    let now = SystemTime::now();
+    let collectors = state
+        .slots
+        .iter()
+        .map(|slot| {
+            let published = slot.latest.get();
+            let outcome = published.as_ref().map(|p| &p.outcome);
+            health::collector_health(slot.name, outcome, state.started, now)
+        })
+        .collect();
+    let gpu = state.gpu.get();
+    health::health(gpu.as_deref(), collectors, state.interval)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
+    let health = current_health(&state);
+    let status = if health.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    let all_collected = state.slots.iter().all(|slot| slot.latest.get().is_some());
+    let gpu = state.gpu.get();
+    match health::not_ready_reason(gpu.as_deref(), all_collected, state.require_gpu) {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
+    let path = &state.telemetry_path;
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>system-info-exporter</title></head><body>\n\
+         <h1>system-info-exporter {}</h1>\n<ul>\n\
+         <li><a href=\"{path}\">{path}</a>: metrics</li>\n\
+         <li><a href=\"/health\">/health</a>: liveness and collector status (JSON)</li>\n\
+         <li><a href=\"/ready\">/ready</a>: readiness</li>\n\
+         </ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; try /metrics, /health or /ready\n",
+    )
+}

@@ -1,0 +1,164 @@
+//! What `/health` and `/ready` answer, decided from the published snapshots.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::collector::status::{GpuState, GpuStatus};
+use crate::publish::Outcome;
+
+/// A collector that has not finished a collection for this many intervals
+/// is considered stuck, and `/health` fails so that it gets restarted.
+pub(crate) const STALE_AFTER_INTERVALS: u32 = 3;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Health {
+    /// "ok", or "stale" when a collector has stopped finishing collections.
+    pub(crate) status: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) nvml: NvmlHealth,
+    pub(crate) gpu_count: usize,
+    pub(crate) gpus_lost: usize,
+    /// Each GPU: index, uuid, whether it answers, and whether its XID and
+    /// ECC events are watched.
+    pub(crate) gpus: Vec<GpuState>,
+    pub(crate) collectors: Vec<CollectorHealth>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct NvmlHealth {
+    pub(crate) up: bool,
+    pub(crate) driver_version: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CollectorHealth {
+    pub(crate) name: &'static str,
+    pub(crate) success: Option<bool>,
+    /// Seconds since the last collection finished (since start, before the first).
+    pub(crate) last_collection_age_seconds: f64,
+    /// Seconds since the last successful collection; null if none succeeded yet.
+    pub(crate) last_success_age_seconds: Option<f64>,
+}
+
+impl Health {
+    pub(crate) fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// The age and outcome of a collector, for `Health`.
+pub(crate) fn collector_health(
+    name: &'static str,
+    outcome: Option<&Outcome>,
+    started: SystemTime,
+    now: SystemTime,
+) -> CollectorHealth {
+    let age = |at: SystemTime| now.duration_since(at).unwrap_or_default().as_secs_f64();
+    CollectorHealth {
+        name,
+        success: outcome.map(|o| o.success),
+        last_collection_age_seconds: age(outcome.map_or(started, |o| o.finished_at)),
+        last_success_age_seconds: outcome.and_then(|o| o.last_success).map(age),
+    }
+}
+
+pub(crate) fn health(
+    gpu: Option<&GpuStatus>,
+    collectors: Vec<CollectorHealth>,
+    interval: Duration,
+) -> Health {
+    let limit = (interval * STALE_AFTER_INTERVALS).as_secs_f64();
+    let stale = collectors
+        .iter()
+        .any(|c| c.last_collection_age_seconds > limit);
+    Health {
+        status: if stale { "stale" } else { "ok" },
+        version: env!("CARGO_PKG_VERSION"),
+        nvml: NvmlHealth {
+            up: gpu.is_some_and(|g| g.nvml_up),
+            driver_version: gpu.and_then(|g| g.driver_version.clone()),
+            error: gpu.and_then(|g| g.nvml_error.clone()),
+        },
+        gpu_count: gpu.map_or(0, |g| g.gpus.len()),
+        gpus_lost: gpu.map_or(0, GpuStatus::gpus_lost),
+        gpus: gpu.map(|g| g.gpus.clone()).unwrap_or_default(),
+        collectors,
+    }
+}
+
+/// Why the exporter is not ready, or `None` when it is.
+pub(crate) fn not_ready_reason(
+    gpu: Option<&GpuStatus>,
+    all_collected: bool,
+    require_gpu: bool,
+) -> Option<String> {
+    if !all_collected {
+        return Some("the first collection has not finished yet".to_owned());
+    }
+    if !require_gpu {
+        return None;
+    }
+    let Some(gpu) = gpu else {
+        return Some("NVML is unavailable: not initialised yet".to_owned());
+    };
+    if !gpu.nvml_up {
+        let error = gpu.nvml_error.as_deref().unwrap_or("not initialised yet");
+        return Some(format!("NVML is unavailable: {error}"));
+    }
+    match gpu.gpus_lost() {
+        0 => None,
+        lost => Some(format!("{lost} GPU(s) lost")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goes_stale_after_three_intervals_without_a_collection() {
+        let start = SystemTime::UNIX_EPOCH;
+        let interval = Duration::from_secs(5);
+        let outcome = Outcome {
+            success: true,
+            duration: Duration::ZERO,
+            finished_at: start,
+            last_success: None,
+            errors_total: 0,
+        };
+        let at = |secs| {
+            let now = start + Duration::from_secs(secs);
+            let collectors = vec![collector_health("gpu", Some(&outcome), start, now)];
+            health(None, collectors, interval).status
+        };
+        assert_eq!(at(15), "ok");
+        assert_eq!(at(16), "stale");
+    }
+
+    #[test]
+    fn readiness_follows_require_gpu() {
+        let no_nvml = GpuStatus::default();
+        assert_eq!(not_ready_reason(None, true, false), None);
+        assert!(not_ready_reason(None, true, true).is_some());
+        assert!(not_ready_reason(Some(&no_nvml), false, false).is_some());
+        assert_eq!(not_ready_reason(Some(&no_nvml), true, false), None);
+        assert!(
+            not_ready_reason(Some(&no_nvml), true, true)
+                .unwrap()
+                .contains("NVML")
+        );
+
+        let with_lost = GpuStatus {
+            nvml_up: true,
+            gpus: vec![GpuState::default()],
+            ..GpuStatus::default()
+        };
+        assert_eq!(
+            not_ready_reason(Some(&with_lost), true, true).as_deref(),
+            Some("1 GPU(s) lost")
+        );
+        assert_eq!(not_ready_reason(Some(&with_lost), true, false), None);
+    }
+}

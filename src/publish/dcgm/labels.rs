@@ -1,0 +1,118 @@
+//! The labels of the dcgm view's series, in dcgm-exporter's order, from the
+//! typed facts of the collections: the GPU's identity and MIG devices from
+//! the GPU collection, the pods that hold a GPU from the pods collection.
+
+use std::collections::HashMap;
+
+use super::fields::DRIVER_VERSION_LABEL;
+use crate::collector::facts::{GpuAllocation, GpuInventory};
+
+/// Label names and values, in order.
+pub(super) type Labels = Vec<(&'static str, String)>;
+
+/// What labels a series: the GPU's identity, the host, the driver, the MIG
+/// instance and the pod that holds the GPU or instance.
+pub(super) struct Labeller<'a> {
+    hostname: &'a str,
+    driver_version: &'a str,
+    /// By GPU UUID: PCI bus ID and model name.
+    gpus: HashMap<&'a str, (&'a str, &'a str)>,
+    /// By GPU UUID, then GPU instance: the MIG profile.
+    profiles: ByInstance<'a, &'a str>,
+    /// By GPU UUID, then GPU instance (empty for a whole GPU): the first
+    /// allocation in (namespace, pod, container) order. dcgm-exporter, by
+    /// default, also labels a series with one pod, not one series per pod.
+    pods: ByInstance<'a, &'a GpuAllocation>,
+}
+
+/// Values by GPU UUID, then GPU instance id (empty for the whole GPU).
+type ByInstance<'a, T> = HashMap<&'a str, HashMap<String, T>>;
+
+fn at<'m, T>(map: &'m ByInstance<T>, uuid: &str, gpu_instance: &str) -> Option<&'m T> {
+    map.get(uuid)?.get(gpu_instance)
+}
+
+impl<'a> Labeller<'a> {
+    pub(super) fn new(
+        inventory: &'a GpuInventory,
+        hostname: &'a str,
+        allocations: &'a [GpuAllocation],
+    ) -> Self {
+        let gpus = inventory
+            .gpus
+            .iter()
+            .map(|gpu| {
+                (
+                    gpu.uuid.as_str(),
+                    (gpu.pci_bus_id.as_str(), gpu.name.as_str()),
+                )
+            })
+            .collect();
+        let mut profiles: ByInstance<&str> = HashMap::new();
+        // MIG device UUID → its GPU and GPU instance.
+        let mut mig_devices = HashMap::new();
+        for device in &inventory.mig_devices {
+            let instance = device.gpu_instance.to_string();
+            profiles
+                .entry(device.gpu_uuid.as_str())
+                .or_default()
+                .entry(instance.clone())
+                .or_insert(device.profile.as_str());
+            mig_devices.insert(device.uuid.as_str(), (device.gpu_uuid.as_str(), instance));
+        }
+        let mut sorted: Vec<&GpuAllocation> = allocations.iter().collect();
+        sorted.sort_by(|a, b| {
+            (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
+        });
+        let mut pods: ByInstance<&GpuAllocation> = HashMap::new();
+        for allocation in sorted {
+            let (gpu, instance) = mig_devices
+                .get(allocation.uuid.as_str())
+                .cloned()
+                .unwrap_or((allocation.uuid.as_str(), String::new()));
+            pods.entry(gpu)
+                .or_default()
+                .entry(instance)
+                .or_insert(allocation);
+        }
+        Self {
+            hostname,
+            driver_version: &inventory.driver_version,
+            gpus,
+            profiles,
+            pods,
+        }
+    }
+
+    /// Labels in dcgm-exporter's order: identity, MIG instance, host, driver,
+    /// then `extra` and the pod's, by name.
+    pub(super) fn of(&self, gpu: &str, uuid: &str, gpu_instance: &str, extra: Labels) -> Labels {
+        let (pci_bus_id, model) = self.gpus.get(uuid).copied().unwrap_or_default();
+        let mut labels = vec![
+            ("gpu", gpu.to_owned()),
+            ("UUID", uuid.to_owned()),
+            ("pci_bus_id", pci_bus_id.to_owned()),
+            ("device", format!("nvidia{gpu}")),
+            ("modelName", model.to_owned()),
+        ];
+        if !gpu_instance.is_empty() {
+            let profile = at(&self.profiles, uuid, gpu_instance).copied();
+            let profile = profile.unwrap_or("");
+            labels.push(("GPU_I_PROFILE", profile.to_owned()));
+            labels.push(("GPU_I_ID", gpu_instance.to_owned()));
+        }
+        if !self.hostname.is_empty() {
+            labels.push(("Hostname", self.hostname.to_owned()));
+        }
+        labels.push((DRIVER_VERSION_LABEL, self.driver_version.to_owned()));
+        let mut others = extra;
+        if let Some(allocation) = at(&self.pods, uuid, gpu_instance) {
+            others.push(("container", allocation.container.clone()));
+            others.push(("namespace", allocation.namespace.clone()));
+            others.push(("pod", allocation.pod.clone()));
+        }
+        others.sort();
+        labels.extend(others);
+        labels
+    }
+}
