@@ -85,6 +85,7 @@ def check_operator_objects(objects):
     check(all(service["metadata"]["labels"].get(k) == v for k, v in selector.items()), "ServiceMonitor selects the Service")
     for endpoint in monitor["spec"]["endpoints"]:
         check(endpoint["port"] in port_names, f"ServiceMonitor port {endpoint['port']} is a named Service port")
+        check(endpoint.get("honorLabels") is True, "ServiceMonitor honors the namespace, pod and container of allocations")
     rule = objects[("PrometheusRule", "system-info-exporter")]
     groups = rule["spec"]["groups"]
     for group in groups:
