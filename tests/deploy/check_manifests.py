@@ -91,7 +91,7 @@ def check_operator_objects(objects):
     for group in groups:
         check(group["name"] and group["rules"], "PrometheusRule groups have a name and rules")
         for r in group["rules"]:
-            check(r.get("alert") and r.get("expr"), f"PrometheusRule rule {r} has alert and expr")
+            check((r.get("alert") or r.get("record")) and r.get("expr"), f"PrometheusRule rule {r} has alert or record, and expr")
     alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     check(groups == alerts["groups"], "PrometheusRule and deploy/prometheus/alerts.yml differ")
 
