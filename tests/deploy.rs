@@ -80,14 +80,21 @@ fn prometheus_configs_and_rules_pass_promtool() {
     assert!(ok, "{output}");
 }
 
+const PREFIXES: [&str; 4] = ["nvidia_", "host_", "system_info_exporter_", "process_"];
+
 /// Metric names in a text: words starting with one of the exporter's
-/// prefixes. A glob such as `process_*` is not a name.
+/// prefixes. A glob such as `process_*` is not a name, nor is the middle of
+/// a recording rule's name (`level:metric:operations`).
 fn metric_names(text: &str) -> BTreeSet<String> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut names = BTreeSet::new();
-    for prefix in ["nvidia_", "host_", "system_info_exporter_", "process_"] {
+    for prefix in PREFIXES {
         for (at, _) in text.match_indices(prefix) {
-            if text[..at].chars().next_back().is_some_and(word) {
+            if text[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| word(c) || c == ':')
+            {
                 continue;
             }
             let name: String = text[at..].chars().take_while(|c| word(*c)).collect();
@@ -97,6 +104,21 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// Recording rules' names in a text: `level:metric:operations` with a metric
+/// of the exporter's.
+fn recorded_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| {
+            let parts: Vec<&str> = w.split(':').collect();
+            parts.len() == 3
+                && !parts[0].is_empty()
+                && !parts[2].is_empty()
+                && PREFIXES.iter().any(|p| parts[1].starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -133,6 +155,11 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
         .map(|e| format!("docs/{}", e.unwrap().file_name().to_string_lossy()))
         .collect();
     files.extend(docs.iter().map(String::as_str));
+    let rules = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
+    let recorded: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- record: "))
+        .collect();
     let mut checked = 0;
     for file in files {
         let text = std::fs::read_to_string(repo(file)).unwrap();
@@ -142,6 +169,12 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
                 "{file} names {name}, which the exporter does not export"
             );
             checked += 1;
+        }
+        for name in recorded_names(&text) {
+            assert!(
+                recorded.contains(name.as_str()),
+                "{file} names {name}, which no rule in alerts.yml records"
+            );
         }
     }
     assert!(

@@ -85,12 +85,13 @@ def check_operator_objects(objects):
     check(all(service["metadata"]["labels"].get(k) == v for k, v in selector.items()), "ServiceMonitor selects the Service")
     for endpoint in monitor["spec"]["endpoints"]:
         check(endpoint["port"] in port_names, f"ServiceMonitor port {endpoint['port']} is a named Service port")
+        check(endpoint.get("honorLabels") is True, "ServiceMonitor honors the namespace, pod and container of allocations")
     rule = objects[("PrometheusRule", "system-info-exporter")]
     groups = rule["spec"]["groups"]
     for group in groups:
         check(group["name"] and group["rules"], "PrometheusRule groups have a name and rules")
         for r in group["rules"]:
-            check(r.get("alert") and r.get("expr"), f"PrometheusRule rule {r} has alert and expr")
+            check((r.get("alert") or r.get("record")) and r.get("expr"), f"PrometheusRule rule {r} has alert or record, and expr")
     alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     check(groups == alerts["groups"], "PrometheusRule and deploy/prometheus/alerts.yml differ")
 
