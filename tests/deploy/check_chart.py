@@ -208,10 +208,11 @@ def check_operator_objects(objects, name):
           f"{name}: job label system-info-exporter, as in the alerts")
     check(spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items(), f"{name}: ServiceMonitor selects the Service")
     check(not spec.get("namespaceSelector"), f"{name}: ServiceMonitor in its own namespace")
-    fields = {"port", "path", "interval", "scrapeTimeout", "scheme", "tlsConfig", "basicAuth", "relabelings"}
+    fields = {"port", "path", "interval", "scrapeTimeout", "honorLabels", "scheme", "tlsConfig", "basicAuth", "relabelings"}
     for endpoint in spec["endpoints"]:
         check(set(endpoint) <= fields, f"{name}: ServiceMonitor endpoint fields {sorted(endpoint)}")
         check(endpoint["port"] == "metrics", f"{name}: ServiceMonitor scrapes the named port")
+        check(endpoint.get("honorLabels") is True, f"{name}: ServiceMonitor honors the namespace, pod and container of allocations")
     if "PrometheusRule" not in kinds(objects):
         return
     groups = only(objects, "PrometheusRule")["spec"]["groups"]
@@ -219,7 +220,7 @@ def check_operator_objects(objects, name):
     for group in groups:
         check(group["name"] and group["rules"], "PrometheusRule groups have a name and rules")
         for rule in group["rules"]:
-            check(rule.get("alert") and rule.get("expr"), f"PrometheusRule rule {rule} has alert and expr")
+            check((rule.get("alert") or rule.get("record")) and rule.get("expr"), f"PrometheusRule rule {rule} has alert or record, and expr")
 
 
 def scrape_annotations(ds):
