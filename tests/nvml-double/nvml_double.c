@@ -5,7 +5,7 @@
  * signatures, struct layouts and return codes (see nvml.h), and nothing else:
  * an entry point that is not implemented here is absent, as with an older
  * driver. Built with -DLEGACY_DRIVER it also lacks the symbols a pre-R450
- * driver lacks (field values, per-fan speed).
+ * driver lacks (field values, per-fan speed, GPU fabric info).
  *
  * Values come from the file named by NVML_DOUBLE_CONFIG, re-read whenever it
  * changes, so a test can change readings or inject faults while the exporter
@@ -24,6 +24,9 @@
  *                              get stale_error from every device query until
  *                              NVML is initialised again (nvmlShutdown, nvmlInit_v2)
  *   stale_error = CODE         (default UNKNOWN)
+ *   fabric_info_max_version = 3   newest nvmlGpuFabricInfo struct the driver
+ *                              knows; 2: v3 gets ARGUMENT_VERSION_MISMATCH, as
+ *                              on R550-R575 drivers
  *   process.NAME = gpu=0 pid=4242 type=compute memory=NUM gi=1 ci=0 sm=50 mem=20 enc=0 dec=0
  *                              a running process (type compute or graphics;
  *                              memory in bytes; gi, ci its MIG instance, default
@@ -45,7 +48,7 @@
  *     (nvmlDeviceGpuRecoveryAction_t); clock_event_reasons,
  *     supported_clock_event_reasons, supported_events (bit masks); nvlinks
  *     (link count); mig (mode 0/1), mig_slots (MIG device count); gpm, gpm_mig
- *     (GPM supported on the GPU, per MIG instance: 0/1)
+ *     (GPM supported on the GPU, per MIG instance: 0/1); fabric_* (below)
  *   gpu.N.NAME.K = NUM, NAME one of GPU_ARRAYS:
  *     clock.K, max_clock.K     K: 0 graphics, 1 SM, 2 memory, 3 video
  *     fan_speed.K              fan K < fans
@@ -66,6 +69,25 @@
  *   gpu.N.mig_device.K = MIG-UUID gi=1 ci=0 profile=1g.10gb memory_total=NUM memory_used=NUM
  *                              MIG device slot K < mig_slots (empty: NOT_FOUND)
  *   gpu.N.gpm_value.ID = 42.5  GPM metric ID's value (unset: NOT_SUPPORTED)
+ *   GPU fabric (nvmlDeviceGetGpuFabricInfoV; by default no fabric, as a PCIe
+ *   GPU: SUCCESS with state 0; "unsupported = fabric" gives NOT_SUPPORTED):
+ *   gpu.N.fabric_state = NUM   0 not supported, 1 not started, 2 in progress,
+ *                              3 completed
+ *   gpu.N.fabric_status = CODE the probe's result (default SUCCESS)
+ *   gpu.N.fabric_clique_id = NUM
+ *   gpu.N.fabric_cluster_uuid = 9c6f5af3-53bf-49b5-a436-b66766c413c3
+ *   gpu.N.fabric_health_mask = 0x1aa   raw healthMask (default 0): 2-bit fields
+ *                              (0 not supported, 1 true, 2 false) at bit 0
+ *                              degraded bandwidth, 2 route recovery, 4 route
+ *                              unhealthy, 6 access timeout recovery, 12
+ *                              partition assigned; at bit 8 the 4-bit incorrect
+ *                              configuration (0 not supported, 1 none, 2 system
+ *                              GUID, 3 chassis serial, 4 no partition,
+ *                              5 insufficient NVLinks, 6 incompatible GPU
+ *                              firmware, 7 invalid location, 8 GPU state invalid);
+ *                              0x1aa: all four false, configuration correct
+ *   gpu.N.fabric_health_summary = NUM   v3 only: 0 not supported, 1 healthy,
+ *                              2 unhealthy, 3 limited capacity
  *
  * Bad lines (an unknown key, a malformed value) are reported on stderr with
  * the file and line, and skipped. With NVML_DOUBLE_STRICT=1 they make the
@@ -74,6 +96,7 @@
  * until the file is fixed; a re-read with any keeps the previous config.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -105,7 +128,7 @@ static const struct { const char *name; nvmlReturn_t code; } RETURN_NAMES[] = {
     {"NOT_SUPPORTED", 3}, {"NO_PERMISSION", 4}, {"NOT_FOUND", 6}, {"INSUFFICIENT_SIZE", 7},
     {"DRIVER_NOT_LOADED", 9}, {"TIMEOUT", 10}, {"LIBRARY_NOT_FOUND", 12},
     {"GPU_IS_LOST", 15}, {"RESET_REQUIRED", 16}, {"LIB_RM_VERSION_MISMATCH", 18},
-    {"ARGUMENT_VERSION_MISMATCH", 25}, {"UNKNOWN", 999},
+    {"INSUFFICIENT_RESOURCES", 23}, {"ARGUMENT_VERSION_MISMATCH", 25}, {"UNKNOWN", 999},
 };
 
 /* A GPU's handle has mig = -1; a MIG device's has the slot of its parent GPU. */
@@ -197,7 +220,11 @@ enum { VALUE_UINT = 1, VALUE_ULL = 3 };
     X(mig, 0)             /* current MIG mode */            \
     X(mig_slots, 0)       /* nvmlDeviceGetMaxMigDeviceCount */ \
     X(gpm, 0)             /* GPM supported */               \
-    X(gpm_mig, 0)         /* GPM per MIG instance */
+    X(gpm_mig, 0)         /* GPM per MIG instance */    \
+    X(fabric_state, 0)    /* nvmlGpuFabricState_t */    \
+    X(fabric_clique_id, 0)                                  \
+    X(fabric_health_mask, 0)                                \
+    X(fabric_health_summary, 0)
 
 /* Per-GPU arrays: X(name, length, default for GPU i, element k). Key gpu.N.<name>.K. */
 #define GPU_ARRAYS(X)                                                         \
@@ -243,7 +270,7 @@ enum { VALUE_UINT = 1, VALUE_ULL = 3 };
 /* The names gpu.N.unsupported accepts: each query's (QUERY's third argument) and each field value's. */
 static const char *const QUERY_NAMES[] = {
     "clock", "clock_event_reasons", "compute_processes", "decoder", "ecc_mode", "encoder",
-    "events", "fan_speed", "fans", "field_values", "gpm", "graphics_processes",
+    "events", "fabric", "fan_speed", "fans", "field_values", "gpm", "graphics_processes",
     "max_clock", "memory", "mig", "name", "nvlink_crc_data", "pci_info", "pcie",
     "power_limit", "power_usage", "process_utilization", "pstate", "serial", "temperature",
     "temperature_threshold", "utilization", "uuid", "violation",
@@ -262,6 +289,8 @@ struct gpu {
 #undef STRING
     nvmlReturn_t fail;
     char unsupported[256];
+    nvmlReturn_t fabric_status;
+    unsigned char fabric_cluster_uuid[16];
     /* MIG devices by slot; an empty slot (no uuid) answers NOT_FOUND. */
     struct mig { char uuid[96], profile[32]; unsigned int gi, ci; unsigned long long memory_total, memory_used; } migs[MAX_MIG];
     /* GPM metric values by NVML metric id; NaN: not supported. */
@@ -287,6 +316,7 @@ struct config {
     char call_log[512];
     unsigned int driver_generation;
     nvmlReturn_t stale_error;
+    unsigned int fabric_info_max_version;
     struct gpu gpus[MAX_GPUS];
     unsigned int process_count;
     struct process processes[MAX_PROCESSES];
@@ -319,6 +349,7 @@ static void defaults(void) {
     strcpy(cfg.nvml_version, "12.550.54.15");
     cfg.cuda_driver_version = 12040;
     cfg.stale_error = NVML_ERROR_UNKNOWN;
+    cfg.fabric_info_max_version = 3;
     for (unsigned int i = 0; i < MAX_GPUS; i++) {
         struct gpu *g = &cfg.gpus[i];
 #define NUMBER(name, def) g->name = (def);
@@ -385,6 +416,27 @@ static int word_number(const char *word, const char *name, unsigned long long *o
     if (strncmp(word, name, n) || word[n] != '=') return 0;
     *out = number(word + n + 1);
     return 1;
+}
+
+/* "9c6f5af3-53bf-49b5-a436-b66766c413c3" (dashes optional) into 16 bytes. */
+static void set_uuid(unsigned char out[16], const char *v) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned int digits = 0;
+    memset(out, 0, 16);
+    for (const char *p = v; *p; p++) {
+        if (*p == '-') continue;
+        const char *at = strchr(hex, tolower((unsigned char)*p));
+        if (!at || digits == 32) {
+            digits = 0;
+            break;
+        }
+        out[digits / 2] |= (unsigned char)((at - hex) << (digits % 2 ? 0 : 4));
+        digits++;
+    }
+    if (digits != 32) {
+        memset(out, 0, 16);
+        problem("\"%s\" is not a UUID (32 hex digits)", v);
+    }
 }
 
 static void queue_event(unsigned int gpu, unsigned long long type, unsigned long long data) {
@@ -461,6 +513,8 @@ static void set_gpu(unsigned int index, const char *key, const char *v) {
     } else if (!strcmp(key, "fail")) g->fail = return_code(v);
     else if (!strcmp(key, "unsupported")) set_unsupported(g, v);
     else if (!strcmp(key, "xid") || !strcmp(key, "ecc_events")) queue_events(index, key, v);
+    else if (!strcmp(key, "fabric_status")) g->fabric_status = return_code(v);
+    else if (!strcmp(key, "fabric_cluster_uuid")) set_uuid(g->fabric_cluster_uuid, v);
     else problem("unknown key");
 }
 
@@ -521,7 +575,10 @@ static void set(const char *key, const char *value) {
     else if (!strcmp(key, "call_log")) set_text(cfg.call_log, sizeof cfg.call_log, value);
     else if (!strcmp(key, "driver_generation")) cfg.driver_generation = (unsigned int)number(value);
     else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
-    else if (!strncmp(key, "process.", 8)) add_process(value);
+    else if (!strcmp(key, "fabric_info_max_version")) {
+        cfg.fabric_info_max_version = (unsigned int)number(value);
+        if (cfg.fabric_info_max_version != 2 && cfg.fabric_info_max_version != 3) problem("2 or 3");
+    } else if (!strncmp(key, "process.", 8)) add_process(value);
     else if (!strcmp(key, "synthetic_processes")) add_synthetic_processes(value);
     else problem("unknown key");
 }
@@ -999,6 +1056,53 @@ API nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFi
         values[i].latencyUsec = 0;
         values[i].nvmlReturn = field_value(g, &values[i]);
     }
+    return leave(NVML_SUCCESS);
+}
+#endif
+
+/* ---- GPU fabric (NVLink fabric probe), nvml.h of CUDA 13.x; absent from the legacy driver ---- */
+#ifndef LEGACY_DRIVER
+#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | (ver << 24U))
+#define NVML_GPU_FABRIC_UUID_LEN 16
+
+typedef unsigned char nvmlGpuFabricState_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    nvmlGpuFabricState_t state;
+    unsigned int healthMask;
+} nvmlGpuFabricInfo_v2_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    nvmlGpuFabricState_t state;
+    unsigned int healthMask;
+    unsigned char healthSummary;
+} nvmlGpuFabricInfo_v3_t;
+
+typedef nvmlGpuFabricInfo_v3_t nvmlGpuFabricInfoV_t;
+#define nvmlGpuFabricInfo_v2 NVML_STRUCT_VERSION(GpuFabricInfo, 2)
+#define nvmlGpuFabricInfo_v3 NVML_STRUCT_VERSION(GpuFabricInfo, 3)
+
+/* A v2 caller's buffer is v3 without healthSummary: fill what its version has. */
+API nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t *info) {
+    QUERY(device, info, "fabric");
+    unsigned int version = info->version;
+    if (version != nvmlGpuFabricInfo_v2 && (version != nvmlGpuFabricInfo_v3 || cfg.fabric_info_max_version < 3))
+        return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    nvmlGpuFabricInfo_v2_t *common = (nvmlGpuFabricInfo_v2_t *)info;
+    memcpy(common->clusterUuid, g->fabric_cluster_uuid, NVML_GPU_FABRIC_UUID_LEN);
+    common->status = g->fabric_status;
+    common->cliqueId = (unsigned int)g->fabric_clique_id;
+    common->state = (nvmlGpuFabricState_t)g->fabric_state;
+    common->healthMask = (unsigned int)g->fabric_health_mask;
+    if (version == nvmlGpuFabricInfo_v3) info->healthSummary = (unsigned char)g->fabric_health_summary;
     return leave(NVML_SUCCESS);
 }
 #endif
