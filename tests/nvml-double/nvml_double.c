@@ -5,38 +5,101 @@
  * signatures, struct layouts and return codes (see nvml.h), and nothing else:
  * an entry point that is not implemented here is absent, as with an older
  * driver. Built with -DLEGACY_DRIVER it also lacks the symbols a pre-R450
- * driver lacks (field values, per-fan speed).
+ * driver lacks (field values, per-fan speed, GPU fabric info).
  *
  * Values come from the file named by NVML_DOUBLE_CONFIG, re-read whenever it
  * changes, so a test can change readings or inject faults while the exporter
- * runs. One "key = value" per line, '#' starts a comment:
+ * runs. One "key = value" per line, '#' starts a comment. NUM is decimal or
+ * 0x hex; CODE is an NVML return code by name without NVML_ERROR_
+ * (GPU_IS_LOST, NOT_SUPPORTED, UNKNOWN, ...) or by number. Every key:
  *
- *   gpu_count = 2                     number of GPUs (default 1, at most 64)
- *   init_error = DRIVER_NOT_LOADED    nvmlInit_v2 fails with this code
+ *   gpu_count = 2              number of GPUs (default 1, at most 64)
+ *   init_error = CODE          nvmlInit_v2 fails with this code
  *   driver_version = 550.54.15
  *   nvml_version = 12.550.54.15
  *   cuda_driver_version = 12040
- *   delay_ms = 0                      every query sleeps this long first
- *   call_log = /path                  appends "nvmlInit_v2 <rc>" and "nvmlShutdown"
- *   gpu.N.<field> = value             see struct gpu below for fields
- *   driver_generation = 2             a driver reload: sessions initialised
- *                                     before it get stale_error from every
- *                                     device query until NVML is initialised
- *                                     again (nvmlShutdown, nvmlInit_v2)
- *   stale_error = UNKNOWN
- *   gpu.N.<field> = value             see GPU_NUMBERS and GPU_ARRAYS below
- *   gpu.N.fail = GPU_IS_LOST          every query of GPU N returns this code
- *   gpu.N.unsupported = power_usage fan_speed
- *                                     these queries (and field values, by
- *                                     field name) return NOT_SUPPORTED
- *   gpu.N.xid = 79 48                 queues these XID events, once each
- *   gpu.N.ecc_events = single_bit     time the file is (re)loaded
+ *   delay_ms = NUM             every query sleeps this long first
+ *   call_log = /path           appends "nvmlInit_v2 <rc>" and "nvmlShutdown"
+ *   driver_generation = NUM    a driver reload: sessions initialised before it
+ *                              get stale_error from every device query until
+ *                              NVML is initialised again (nvmlShutdown, nvmlInit_v2)
+ *   stale_error = CODE         (default UNKNOWN)
+ *   fabric_info_max_version = 3   newest nvmlGpuFabricInfo struct the driver
+ *                              knows; 2: v3 gets ARGUMENT_VERSION_MISMATCH, as
+ *                              on R550-R575 drivers
+ *   process.NAME = gpu=0 pid=4242 type=compute memory=NUM gi=1 ci=0 sm=50 mem=20 enc=0 dec=0
+ *                              a running process (type compute or graphics;
+ *                              memory in bytes; gi, ci its MIG instance, default
+ *                              none; sm, mem, enc, dec its utilisation in %)
+ *   synthetic_processes = GPU COUNT FIRST_PID   COUNT compute processes, 1 MiB and 1% SM each
  *
- * Defaults differ per GPU index so that tests can tell GPUs apart.
+ *   Per GPU N (0-63); defaults differ per index so that tests can tell GPUs
+ *   apart. Units are NVML's: degrees C, mW, mJ, bytes, %, MHz, ns.
+ *   gpu.N.name, gpu.N.uuid, gpu.N.serial = text
+ *   gpu.N.NAME = NUM, NAME one of GPU_NUMBERS:
+ *     pci_bus; temperature, memory_temperature; power_usage, power_limit;
+ *     energy (total consumption); memory_total, memory_reserved, memory_used;
+ *     utilization_gpu, utilization_memory, encoder, decoder; fans (count);
+ *     pstate (0-15, 32 unknown); pcie_generation, pcie_max_generation,
+ *     pcie_width, pcie_max_width, pcie_replay (count); ecc_enabled (0/1);
+ *     ecc_sbe_volatile, ecc_dbe_volatile, ecc_sbe_aggregate, ecc_dbe_aggregate;
+ *     retired_sbe, retired_dbe, retired_pending (pages); remapped_cor,
+ *     remapped_unc, remap_pending, remap_failure (rows); recovery_action
+ *     (nvmlDeviceGpuRecoveryAction_t); clock_event_reasons,
+ *     supported_clock_event_reasons, supported_events (bit masks); nvlinks
+ *     (link count); mig (mode 0/1), mig_slots (MIG device count); gpm, gpm_mig
+ *     (GPM supported on the GPU, per MIG instance: 0/1); fabric_* (below)
+ *   gpu.N.NAME.K = NUM, NAME one of GPU_ARRAYS:
+ *     clock.K, max_clock.K     K: 0 graphics, 1 SM, 2 memory, 3 video
+ *     fan_speed.K              fan K < fans
+ *     threshold.K              K: 0 shutdown, 1 slowdown, 2 memory max, 3 GPU max
+ *     violation.K              time throttled, K: 0 power, 1 thermal, 2 sync
+ *                              boost, 3 board limit, 4 low utilisation,
+ *                              5 reliability, 6 app clocks, 7 base clocks
+ *     nvlink_state.K (1 up), nvlink_crc_flit.K, nvlink_crc_data.K,
+ *     nvlink_replay.K, nvlink_recovery.K     link K < nvlinks
+ *   gpu.N.fail = CODE          every query of GPU N returns this code
+ *   gpu.N.unsupported = power_usage fan_speed
+ *                              these return NOT_SUPPORTED: query names (see
+ *                              QUERY_NAMES) and field value names (GPU_FIELDS,
+ *                              LINK_FIELDS, violation, nvlink_crc_data)
+ *   gpu.N.xid = 79 48          queues these XID events, and
+ *   gpu.N.ecc_events = single_bit double_bit   these ECC events, once each
+ *                              time the file is (re)loaded
+ *   gpu.N.mig_device.K = MIG-UUID gi=1 ci=0 profile=1g.10gb memory_total=NUM memory_used=NUM
+ *                              MIG device slot K < mig_slots (empty: NOT_FOUND)
+ *   gpu.N.gpm_value.ID = 42.5  GPM metric ID's value (unset: NOT_SUPPORTED)
+ *   GPU fabric (nvmlDeviceGetGpuFabricInfoV; by default no fabric, as a PCIe
+ *   GPU: SUCCESS with state 0; "unsupported = fabric" gives NOT_SUPPORTED):
+ *   gpu.N.fabric_state = NUM   0 not supported, 1 not started, 2 in progress,
+ *                              3 completed
+ *   gpu.N.fabric_status = CODE the probe's result (default SUCCESS)
+ *   gpu.N.fabric_clique_id = NUM
+ *   gpu.N.fabric_cluster_uuid = 9c6f5af3-53bf-49b5-a436-b66766c413c3
+ *   gpu.N.fabric_health_mask = 0x1aa   raw healthMask (default 0): 2-bit fields
+ *                              (0 not supported, 1 true, 2 false) at bit 0
+ *                              degraded bandwidth, 2 route recovery, 4 route
+ *                              unhealthy, 6 access timeout recovery, 12
+ *                              partition assigned; at bit 8 the 4-bit incorrect
+ *                              configuration (0 not supported, 1 none, 2 system
+ *                              GUID, 3 chassis serial, 4 no partition,
+ *                              5 insufficient NVLinks, 6 incompatible GPU
+ *                              firmware, 7 invalid location, 8 GPU state invalid);
+ *                              0x1aa: all four false, configuration correct
+ *   gpu.N.fabric_health_summary = NUM   v3 only: 0 not supported, 1 healthy,
+ *                              2 unhealthy, 3 limited capacity
+ *
+ * Bad lines (an unknown key, a malformed value) are reported on stderr with
+ * the file and line, and skipped. With NVML_DOUBLE_STRICT=1 they make the
+ * configuration unusable: if the first load has any (or the file is missing),
+ * nvmlInit_v2 fails with UNKNOWN, NVML's code for an unexpected init error,
+ * until the file is fixed; a re-read with any keeps the previous config.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +128,7 @@ static const struct { const char *name; nvmlReturn_t code; } RETURN_NAMES[] = {
     {"NOT_SUPPORTED", 3}, {"NO_PERMISSION", 4}, {"NOT_FOUND", 6}, {"INSUFFICIENT_SIZE", 7},
     {"DRIVER_NOT_LOADED", 9}, {"TIMEOUT", 10}, {"LIBRARY_NOT_FOUND", 12},
     {"GPU_IS_LOST", 15}, {"RESET_REQUIRED", 16}, {"LIB_RM_VERSION_MISMATCH", 18},
-    {"ARGUMENT_VERSION_MISMATCH", 25}, {"UNKNOWN", 999},
+    {"INSUFFICIENT_RESOURCES", 23}, {"ARGUMENT_VERSION_MISMATCH", 25}, {"UNKNOWN", 999},
 };
 
 /* A GPU's handle has mig = -1; a MIG device's has the slot of its parent GPU. */
@@ -157,7 +220,11 @@ enum { VALUE_UINT = 1, VALUE_ULL = 3 };
     X(mig, 0)             /* current MIG mode */            \
     X(mig_slots, 0)       /* nvmlDeviceGetMaxMigDeviceCount */ \
     X(gpm, 0)             /* GPM supported */               \
-    X(gpm_mig, 0)         /* GPM per MIG instance */
+    X(gpm_mig, 0)         /* GPM per MIG instance */    \
+    X(fabric_state, 0)    /* nvmlGpuFabricState_t */    \
+    X(fabric_clique_id, 0)                                  \
+    X(fabric_health_mask, 0)                                \
+    X(fabric_health_summary, 0)
 
 /* Per-GPU arrays: X(name, length, default for GPU i, element k). Key gpu.N.<name>.K. */
 #define GPU_ARRAYS(X)                                                         \
@@ -174,6 +241,44 @@ enum { VALUE_UINT = 1, VALUE_ULL = 3 };
 
 #define GPU_STRINGS(X) X(name, 96) X(uuid, 96) X(serial, 32)
 
+/* The NVML field ids served: X(id, config name, GPU number, value type). */
+#define GPU_FIELDS(X)                                            \
+    X(3, "ecc_sbe_volatile", ecc_sbe_volatile, VALUE_ULL)        \
+    X(4, "ecc_dbe_volatile", ecc_dbe_volatile, VALUE_ULL)        \
+    X(5, "ecc_sbe_aggregate", ecc_sbe_aggregate, VALUE_ULL)      \
+    X(6, "ecc_dbe_aggregate", ecc_dbe_aggregate, VALUE_ULL)      \
+    X(29, "retired_sbe", retired_sbe, VALUE_UINT)                \
+    X(30, "retired_dbe", retired_dbe, VALUE_UINT)                \
+    X(31, "retired_pending", retired_pending, VALUE_UINT)        \
+    X(82, "memory_temperature", memory_temperature, VALUE_UINT)  \
+    X(83, "energy", energy, VALUE_ULL)                           \
+    X(91, "nvlinks", nvlinks, VALUE_UINT)                        \
+    X(94, "pcie_replay", pcie_replay, VALUE_UINT)                \
+    X(142, "remapped_cor", remapped_cor, VALUE_UINT)             \
+    X(143, "remapped_unc", remapped_unc, VALUE_UINT)             \
+    X(144, "remap_pending", remap_pending, VALUE_UINT)           \
+    X(145, "remap_failure", remap_failure, VALUE_UINT)           \
+    X(230, "recovery_action", recovery_action, VALUE_UINT)
+
+/* Per-link NVLink fields, scopeId = link: X(id, config name, GPU array). */
+#define LINK_FIELDS(X)                                   \
+    X(161, "nvlink_replay", nvlink_replay)               \
+    X(162, "nvlink_recovery", nvlink_recovery)           \
+    X(163, "nvlink_crc_flit", nvlink_crc_flit)           \
+    X(165, "nvlink_state", nvlink_state)
+
+/* The names gpu.N.unsupported accepts: each query's (QUERY's third argument) and each field value's. */
+static const char *const QUERY_NAMES[] = {
+    "clock", "clock_event_reasons", "compute_processes", "decoder", "ecc_mode", "encoder",
+    "events", "fabric", "fan_speed", "fans", "field_values", "gpm", "graphics_processes",
+    "max_clock", "memory", "mig", "name", "nvlink_crc_data", "pci_info", "pcie",
+    "power_limit", "power_usage", "process_utilization", "pstate", "serial", "temperature",
+    "temperature_threshold", "utilization", "uuid", "violation",
+#define NAME(id, name, ...) name,
+    GPU_FIELDS(NAME) LINK_FIELDS(NAME)
+#undef NAME
+};
+
 struct gpu {
 #define NUMBER(name, def) unsigned long long name;
 #define ARRAY(name, n, def) unsigned long long name[n];
@@ -184,6 +289,8 @@ struct gpu {
 #undef STRING
     nvmlReturn_t fail;
     char unsupported[256];
+    nvmlReturn_t fabric_status;
+    unsigned char fabric_cluster_uuid[16];
     /* MIG devices by slot; an empty slot (no uuid) answers NOT_FOUND. */
     struct mig { char uuid[96], profile[32]; unsigned int gi, ci; unsigned long long memory_total, memory_used; } migs[MAX_MIG];
     /* GPM metric values by NVML metric id; NaN: not supported. */
@@ -199,7 +306,8 @@ struct process {
 /* An event waiting to be delivered by nvmlEventSetWait_v2. */
 struct event { unsigned int gpu; unsigned long long type, data; };
 
-static struct {
+/* Everything the config file sets (the event queue aside). */
+struct config {
     unsigned int gpu_count;
     nvmlReturn_t init_error;
     char driver_version[80], nvml_version[80];
@@ -208,8 +316,15 @@ static struct {
     char call_log[512];
     unsigned int driver_generation;
     nvmlReturn_t stale_error;
+    unsigned int fabric_info_max_version;
     struct gpu gpus[MAX_GPUS];
-} cfg;
+    unsigned int process_count;
+    struct process processes[MAX_PROCESSES];
+};
+
+static struct config cfg;
+/* The config before a re-read, restored when strict mode rejects the new one. */
+static struct config previous;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* Signalled whenever the config file was (re)loaded. */
@@ -221,11 +336,11 @@ static int init_count;
 static unsigned int init_generation;
 static struct stat loaded_stat;
 static int loaded;
+/* Strict mode found no usable config yet: nvmlInit_v2 fails. */
+static int config_unusable;
 static struct event queue[MAX_QUEUED_EVENTS];
 static unsigned int queued;
 static struct nvmlDevice_st mig_handles[MAX_GPUS][MAX_MIG];
-static struct process processes[MAX_PROCESSES];
-static unsigned int process_count;
 
 static void defaults(void) {
     memset(&cfg, 0, sizeof cfg);
@@ -234,7 +349,7 @@ static void defaults(void) {
     strcpy(cfg.nvml_version, "12.550.54.15");
     cfg.cuda_driver_version = 12040;
     cfg.stale_error = NVML_ERROR_UNKNOWN;
-    process_count = 0;
+    cfg.fabric_info_max_version = 3;
     for (unsigned int i = 0; i < MAX_GPUS; i++) {
         struct gpu *g = &cfg.gpus[i];
 #define NUMBER(name, def) g->name = (def);
@@ -249,10 +364,36 @@ static void defaults(void) {
     }
 }
 
+/* The line being parsed, for messages, and the number of bad lines so far. */
+static const char *parse_path, *parse_key;
+static unsigned int parse_line, parse_problems;
+
+static void __attribute__((format(printf, 1, 2))) problem(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    fprintf(stderr, "nvml double: %s:%u: %s: ", parse_path, parse_line, parse_key);
+    vfprintf(stderr, format, args);
+    fputc('\n', stderr);
+    va_end(args);
+    parse_problems++;
+}
+
+/* A whole number as strtoull reads it (decimal, 0x hex); anything else is a problem. */
+static unsigned long long number(const char *v) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 0);
+    if (!*v || *end || errno || *v == '-') problem("\"%s\" is not a number", v);
+    return n;
+}
+
 static nvmlReturn_t return_code(const char *value) {
     for (size_t i = 0; i < sizeof RETURN_NAMES / sizeof *RETURN_NAMES; i++)
         if (strcmp(value, RETURN_NAMES[i].name) == 0) return RETURN_NAMES[i].code;
-    return (nvmlReturn_t)strtol(value, NULL, 0);
+    char *end;
+    long code = strtol(value, &end, 0);
+    if (!*value || *end) problem("\"%s\" is neither an NVML return code name nor a number", value);
+    return (nvmlReturn_t)code;
 }
 
 static void copy(char *dst, size_t size, const char *src) { snprintf(dst, size, "%s", src); }
@@ -264,6 +405,40 @@ static char *trim(char *s) {
     return s;
 }
 
+static void set_text(char *dst, size_t size, const char *v) {
+    if (strlen(v) >= size) problem("longer than %zu characters", size - 1);
+    copy(dst, size, v);
+}
+
+/* A "name=NUM" word: 1 and *out set if `word` is one. */
+static int word_number(const char *word, const char *name, unsigned long long *out) {
+    size_t n = strlen(name);
+    if (strncmp(word, name, n) || word[n] != '=') return 0;
+    *out = number(word + n + 1);
+    return 1;
+}
+
+/* "9c6f5af3-53bf-49b5-a436-b66766c413c3" (dashes optional) into 16 bytes. */
+static void set_uuid(unsigned char out[16], const char *v) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned int digits = 0;
+    memset(out, 0, 16);
+    for (const char *p = v; *p; p++) {
+        if (*p == '-') continue;
+        const char *at = strchr(hex, tolower((unsigned char)*p));
+        if (!at || digits == 32) {
+            digits = 0;
+            break;
+        }
+        out[digits / 2] |= (unsigned char)((at - hex) << (digits % 2 ? 0 : 4));
+        digits++;
+    }
+    if (digits != 32) {
+        memset(out, 0, 16);
+        problem("\"%s\" is not a UUID (32 hex digits)", v);
+    }
+}
+
 static void queue_event(unsigned int gpu, unsigned long long type, unsigned long long data) {
     if (queued < MAX_QUEUED_EVENTS) queue[queued++] = (struct event){gpu, type, data};
 }
@@ -273,116 +448,204 @@ static void queue_events(unsigned int gpu, const char *key, const char *v) {
     char list[256], *save = NULL;
     copy(list, sizeof list, v);
     for (char *word = strtok_r(list, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
-        if (!strcmp(key, "xid")) queue_event(gpu, EVENT_XID, strtoull(word, NULL, 0));
+        if (!strcmp(key, "xid")) queue_event(gpu, EVENT_XID, number(word));
         else if (!strcmp(word, "single_bit")) queue_event(gpu, EVENT_SINGLE_BIT_ECC, 0);
         else if (!strcmp(word, "double_bit")) queue_event(gpu, EVENT_DOUBLE_BIT_ECC, 0);
-        else fprintf(stderr, "nvml double: unknown ECC event %s\n", word);
+        else problem("unknown ECC event \"%s\"", word);
+    }
+}
+
+/* " name1 name2 ": spaces around each name, so that supports() can find " name ". */
+static void set_unsupported(struct gpu *g, const char *v) {
+    char list[256], *save = NULL;
+    copy(list, sizeof list, v);
+    for (char *word = strtok_r(list, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        size_t i = 0, n = sizeof QUERY_NAMES / sizeof *QUERY_NAMES;
+        while (i < n && strcmp(word, QUERY_NAMES[i])) i++;
+        if (i == n) problem("unknown query or field \"%s\"", word);
+    }
+    if (strlen(v) + 3 > sizeof g->unsupported) problem("too long");
+    snprintf(g->unsupported, sizeof g->unsupported, " %s ", v);
+}
+
+/* "MIG-UUID gi=1 ci=0 profile=1g.10gb memory_total=NUM memory_used=NUM" */
+static void set_mig(struct mig *m, const char *v) {
+    char list[512], *save = NULL;
+    unsigned long long n;
+    copy(list, sizeof list, v);
+    char *word = strtok_r(list, " ", &save);
+    if (!word) {
+        problem("a MIG device needs a UUID");
+        return;
+    }
+    set_text(m->uuid, sizeof m->uuid, word);
+    while ((word = strtok_r(NULL, " ", &save))) {
+        if (word_number(word, "gi", &n)) m->gi = (unsigned int)n;
+        else if (word_number(word, "ci", &n)) m->ci = (unsigned int)n;
+        else if (word_number(word, "memory_total", &n)) m->memory_total = n;
+        else if (word_number(word, "memory_used", &n)) m->memory_used = n;
+        else if (!strncmp(word, "profile=", 8)) set_text(m->profile, sizeof m->profile, word + 8);
+        else problem("unknown MIG device attribute \"%s\"", word);
     }
 }
 
 static void set_gpu(unsigned int index, const char *key, const char *v) {
     struct gpu *g = &cfg.gpus[index];
-    unsigned long long n = strtoull(v, NULL, 0);
     unsigned int k;
+    int used = 0;
     char array[64];
-#define NUMBER(name, def) if (!strcmp(key, #name)) { g->name = n; return; }
-#define ARRAY(name, len, def) \
-    if (sscanf(key, "%63[a-z_].%u", array, &k) == 2 && !strcmp(array, #name) && k < (len)) { g->name[k] = n; return; }
-#define STRING(name, size) if (!strcmp(key, #name)) { copy(g->name, sizeof g->name, v); return; }
+#define NUMBER(name, def) if (!strcmp(key, #name)) { g->name = number(v); return; }
+#define ARRAY(name, len, def)                                                                   \
+    if (sscanf(key, "%63[a-z_].%u%n", array, &k, &used) == 2 && !key[used] && !strcmp(array, #name) && \
+        k < (len)) { g->name[k] = number(v); return; }
+#define STRING(name, size) if (!strcmp(key, #name)) { set_text(g->name, sizeof g->name, v); return; }
     GPU_NUMBERS(NUMBER) GPU_ARRAYS(ARRAY) GPU_STRINGS(STRING)
 #undef NUMBER
 #undef ARRAY
 #undef STRING
-    if (sscanf(key, "mig_device.%u", &k) == 1 && k < MAX_MIG) {
-        struct mig *m = &g->migs[k];
-        sscanf(v, "%95s gi=%u ci=%u profile=%31s memory_total=%llu memory_used=%llu",
-               m->uuid, &m->gi, &m->ci, m->profile, &m->memory_total, &m->memory_used);
-        return;
-    }
-    if (sscanf(key, "gpm_value.%u", &k) == 1 && k <= GPM_METRIC_MAX) {
-        g->gpm_value[k] = strtod(v, NULL);
-        return;
-    }
-    if (!strcmp(key, "fail")) g->fail = return_code(v);
-    else if (!strcmp(key, "unsupported")) snprintf(g->unsupported, sizeof g->unsupported, " %s ", v);
+    if (sscanf(key, "mig_device.%u%n", &k, &used) == 1 && !key[used] && k < MAX_MIG) {
+        g->migs[k] = (struct mig){0};
+        set_mig(&g->migs[k], v);
+    } else if (sscanf(key, "gpm_value.%u%n", &k, &used) == 1 && !key[used] && k <= GPM_METRIC_MAX) {
+        char *end;
+        g->gpm_value[k] = strtod(v, &end);
+        if (!*v || *end) problem("\"%s\" is not a number", v);
+    } else if (!strcmp(key, "fail")) g->fail = return_code(v);
+    else if (!strcmp(key, "unsupported")) set_unsupported(g, v);
     else if (!strcmp(key, "xid") || !strcmp(key, "ecc_events")) queue_events(index, key, v);
-    else fprintf(stderr, "nvml double: unknown key gpu.N.%s\n", key);
+    else if (!strcmp(key, "fabric_status")) g->fabric_status = return_code(v);
+    else if (!strcmp(key, "fabric_cluster_uuid")) set_uuid(g->fabric_cluster_uuid, v);
+    else problem("unknown key");
 }
 
 /* "gpu=0 pid=4242 type=compute memory=1073741824 gi=1 ci=0 sm=50 mem=20 enc=0 dec=0";
  * gi and ci default to 0xFFFFFFFF (not in a MIG instance). */
 static void add_process(const char *v) {
-    if (process_count >= MAX_PROCESSES) return;
+    if (cfg.process_count >= MAX_PROCESSES) {
+        problem("more than %d processes", MAX_PROCESSES);
+        return;
+    }
     struct process p = {.gi = 0xFFFFFFFF, .ci = 0xFFFFFFFF};
-    char list[512], *save = NULL, type[16] = "compute";
+    unsigned int *const fields[] = {&p.gpu, &p.pid, &p.gi, &p.ci, &p.sm, &p.mem, &p.enc, &p.dec};
+    const char *const names[] = {"gpu", "pid", "gi", "ci", "sm", "mem", "enc", "dec"};
+    char list[512], *save = NULL;
+    unsigned long long n;
     copy(list, sizeof list, v);
     for (char *word = strtok_r(list, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
-        sscanf(word, "gpu=%u", &p.gpu);
-        sscanf(word, "pid=%u", &p.pid);
-        sscanf(word, "type=%15s", type);
-        sscanf(word, "memory=%llu", &p.memory);
-        sscanf(word, "gi=%u", &p.gi);
-        sscanf(word, "ci=%u", &p.ci);
-        sscanf(word, "sm=%u", &p.sm);
-        sscanf(word, "mem=%u", &p.mem);
-        sscanf(word, "enc=%u", &p.enc);
-        sscanf(word, "dec=%u", &p.dec);
+        size_t i = 0;
+        while (i < 8 && !word_number(word, names[i], &n)) i++;
+        if (i < 8) *fields[i] = (unsigned int)n;
+        else if (word_number(word, "memory", &n)) p.memory = n;
+        else if (!strcmp(word, "type=compute") || !strcmp(word, "type=graphics")) p.graphics = word[5] == 'g';
+        else problem("unknown process attribute \"%s\"", word);
     }
-    p.graphics = !strcmp(type, "graphics");
-    processes[process_count++] = p;
+    cfg.processes[cfg.process_count++] = p;
 }
 
 /* "GPU COUNT FIRST_PID": COUNT compute processes of 1 MiB and 1% SM each. */
 static void add_synthetic_processes(const char *v) {
     unsigned int gpu = 0, count = 0, first = 0;
-    sscanf(v, "%u %u %u", &gpu, &count, &first);
-    for (unsigned int i = 0; i < count && process_count < MAX_PROCESSES; i++)
-        processes[process_count++] = (struct process){gpu, first + i, 0, 0xFFFFFFFF, 0xFFFFFFFF, 1, 0, 0, 0, 1048576};
+    int used = 0;
+    if (sscanf(v, "%u %u %u %n", &gpu, &count, &first, &used) != 3 || v[used]) {
+        problem("\"%s\" is not \"GPU COUNT FIRST_PID\"", v);
+        return;
+    }
+    for (unsigned int i = 0; i < count && cfg.process_count < MAX_PROCESSES; i++)
+        cfg.processes[cfg.process_count++] = (struct process){gpu, first + i, 0, 0xFFFFFFFF, 0xFFFFFFFF, 1, 0, 0, 0, 1048576};
+}
+
+static void set(const char *key, const char *value) {
+    unsigned int index;
+    int used = 0;
+    unsigned long long n;
+    if (sscanf(key, "gpu.%u.%n", &index, &used) == 1 && used > 0) {
+        if (index < MAX_GPUS) set_gpu(index, key + used, value);
+        else problem("GPU index %u out of range (at most %d)", index, MAX_GPUS - 1);
+    } else if (!strcmp(key, "gpu_count")) {
+        cfg.gpu_count = (unsigned int)(n = number(value));
+        if (n > MAX_GPUS) {
+            problem("at most %d", MAX_GPUS);
+            cfg.gpu_count = MAX_GPUS;
+        }
+    } else if (!strcmp(key, "init_error")) cfg.init_error = return_code(value);
+    else if (!strcmp(key, "driver_version")) set_text(cfg.driver_version, sizeof cfg.driver_version, value);
+    else if (!strcmp(key, "nvml_version")) set_text(cfg.nvml_version, sizeof cfg.nvml_version, value);
+    else if (!strcmp(key, "cuda_driver_version")) cfg.cuda_driver_version = (int)number(value);
+    else if (!strcmp(key, "delay_ms")) cfg.delay_ms = (unsigned int)number(value);
+    else if (!strcmp(key, "call_log")) set_text(cfg.call_log, sizeof cfg.call_log, value);
+    else if (!strcmp(key, "driver_generation")) cfg.driver_generation = (unsigned int)number(value);
+    else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
+    else if (!strcmp(key, "fabric_info_max_version")) {
+        cfg.fabric_info_max_version = (unsigned int)number(value);
+        if (cfg.fabric_info_max_version != 2 && cfg.fabric_info_max_version != 3) problem("2 or 3");
+    } else if (!strncmp(key, "process.", 8)) add_process(value);
+    else if (!strcmp(key, "synthetic_processes")) add_synthetic_processes(value);
+    else problem("unknown key");
+}
+
+static int strict(void) {
+    const char *s = getenv("NVML_DOUBLE_STRICT");
+    return s && *s && strcmp(s, "0");
+}
+
+/* Strict mode: a config with problems is unusable. The first one makes
+ * nvmlInit_v2 fail; a re-read keeps the config that was there before. */
+static void reject(const char *path, unsigned int queued_before) {
+    if (!loaded || config_unusable) {
+        config_unusable = 1;
+        fprintf(stderr, "nvml double: NVML_DOUBLE_STRICT: %s is unusable; nvmlInit_v2 fails with UNKNOWN\n", path);
+        return;
+    }
+    cfg = previous;
+    queued = queued_before;
+    fprintf(stderr, "nvml double: NVML_DOUBLE_STRICT: ignoring the changed %s; keeping the previous config\n", path);
 }
 
 /* Re-reads the config file when it changed since the last call. */
 static void reload(void) {
     const char *path = getenv("NVML_DOUBLE_CONFIG");
     struct stat st;
-    if (!path || stat(path, &st) != 0) {
-        if (!loaded) defaults();
+    FILE *f = NULL;
+    if (path && stat(path, &st) == 0) {
+        if (loaded && st.st_ino == loaded_stat.st_ino && st.st_size == loaded_stat.st_size &&
+            st.st_mtim.tv_sec == loaded_stat.st_mtim.tv_sec && st.st_mtim.tv_nsec == loaded_stat.st_mtim.tv_nsec)
+            return;
+        f = fopen(path, "r");
+    }
+    if (!f) {
+        if (loaded) return;
+        defaults();
+        if (path) {
+            fprintf(stderr, "nvml double: cannot read %s: %s\n", path, strerror(errno));
+            if (strict()) reject(path, queued);
+        }
         loaded = 1;
         return;
     }
-    if (loaded && st.st_ino == loaded_stat.st_ino && st.st_size == loaded_stat.st_size &&
-        st.st_mtim.tv_sec == loaded_stat.st_mtim.tv_sec && st.st_mtim.tv_nsec == loaded_stat.st_mtim.tv_nsec)
-        return;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
+    unsigned int queued_before = queued;
+    if (strict()) previous = cfg;
     defaults();
     char line[512];
+    parse_path = path;
+    parse_line = 0;
+    parse_problems = 0;
     while (fgets(line, sizeof line, f)) {
+        parse_line++;
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         char *eq = strchr(line, '=');
-        if (!eq) continue;
+        if (!eq) {
+            parse_key = trim(line);
+            if (*parse_key) problem("not a \"key = value\" line");
+            continue;
+        }
         *eq = 0;
-        char *key = trim(line), *value = trim(eq + 1);
-        unsigned int index;
-        int used;
-        if (sscanf(key, "gpu.%u.%n", &index, &used) == 1 && used > 0 && index < MAX_GPUS)
-            set_gpu(index, key + used, value);
-        else if (!strcmp(key, "gpu_count")) {
-            cfg.gpu_count = strtoul(value, NULL, 0);
-            if (cfg.gpu_count > MAX_GPUS) cfg.gpu_count = MAX_GPUS;
-        } else if (!strcmp(key, "init_error")) cfg.init_error = return_code(value);
-        else if (!strcmp(key, "driver_version")) copy(cfg.driver_version, sizeof cfg.driver_version, value);
-        else if (!strcmp(key, "nvml_version")) copy(cfg.nvml_version, sizeof cfg.nvml_version, value);
-        else if (!strcmp(key, "cuda_driver_version")) cfg.cuda_driver_version = strtol(value, NULL, 0);
-        else if (!strcmp(key, "delay_ms")) cfg.delay_ms = strtoul(value, NULL, 0);
-        else if (!strcmp(key, "call_log")) copy(cfg.call_log, sizeof cfg.call_log, value);
-        else if (!strcmp(key, "driver_generation")) cfg.driver_generation = strtoul(value, NULL, 0);
-        else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
-        else if (!strncmp(key, "process.", 8)) add_process(value);
-        else if (!strcmp(key, "synthetic_processes")) add_synthetic_processes(value);
-        else fprintf(stderr, "nvml double: unknown key %s\n", key);
+        parse_key = trim(line);
+        set(parse_key, trim(eq + 1));
     }
     fclose(f);
+    if (parse_problems && strict()) reject(path, queued_before);
+    else config_unusable = 0;
     loaded_stat = st;
     loaded = 1;
     pthread_cond_broadcast(&config_loaded);
@@ -460,7 +723,8 @@ static nvmlReturn_t copy_string(char *dst, unsigned int length, const char *src)
 API nvmlReturn_t nvmlInit_v2(void) {
     pthread_mutex_lock(&lock);
     reload();
-    nvmlReturn_t rc = cfg.init_error;
+    /* UNKNOWN: nvml.h's code for an init failure that is not a missing driver or permission. */
+    nvmlReturn_t rc = config_unusable ? NVML_ERROR_UNKNOWN : cfg.init_error;
     if (rc == NVML_SUCCESS) {
         init_count++;
         init_generation = cfg.driver_generation;
@@ -732,32 +996,6 @@ typedef struct {
     nvmlValue_t value;
 } nvmlFieldValue_t;
 
-/* The NVML field ids served: X(id, config name, GPU number, value type). */
-#define GPU_FIELDS(X)                                            \
-    X(3, "ecc_sbe_volatile", ecc_sbe_volatile, VALUE_ULL)        \
-    X(4, "ecc_dbe_volatile", ecc_dbe_volatile, VALUE_ULL)        \
-    X(5, "ecc_sbe_aggregate", ecc_sbe_aggregate, VALUE_ULL)      \
-    X(6, "ecc_dbe_aggregate", ecc_dbe_aggregate, VALUE_ULL)      \
-    X(29, "retired_sbe", retired_sbe, VALUE_UINT)                \
-    X(30, "retired_dbe", retired_dbe, VALUE_UINT)                \
-    X(31, "retired_pending", retired_pending, VALUE_UINT)        \
-    X(82, "memory_temperature", memory_temperature, VALUE_UINT)  \
-    X(83, "energy", energy, VALUE_ULL)                           \
-    X(91, "nvlinks", nvlinks, VALUE_UINT)                        \
-    X(94, "pcie_replay", pcie_replay, VALUE_UINT)                \
-    X(142, "remapped_cor", remapped_cor, VALUE_UINT)             \
-    X(143, "remapped_unc", remapped_unc, VALUE_UINT)             \
-    X(144, "remap_pending", remap_pending, VALUE_UINT)           \
-    X(145, "remap_failure", remap_failure, VALUE_UINT)           \
-    X(230, "recovery_action", recovery_action, VALUE_UINT)
-
-/* Per-link NVLink fields, scopeId = link: X(id, config name, GPU array). */
-#define LINK_FIELDS(X)                                   \
-    X(161, "nvlink_replay", nvlink_replay)               \
-    X(162, "nvlink_recovery", nvlink_recovery)           \
-    X(163, "nvlink_crc_flit", nvlink_crc_flit)           \
-    X(165, "nvlink_state", nvlink_state)
-
 #define NVML_FI_DEV_PERF_POLICY_POWER 74 /* ... 81: the violation counters */
 #define NVML_FI_DEV_NVLINK_CRC_DATA_L0 39 /* L0-L5: 39-44, L6-L11: 102-107 */
 #define NVML_FI_DEV_NVLINK_CRC_DATA_L6 102
@@ -818,6 +1056,53 @@ API nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFi
         values[i].latencyUsec = 0;
         values[i].nvmlReturn = field_value(g, &values[i]);
     }
+    return leave(NVML_SUCCESS);
+}
+#endif
+
+/* ---- GPU fabric (NVLink fabric probe), nvml.h of CUDA 13.x; absent from the legacy driver ---- */
+#ifndef LEGACY_DRIVER
+#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | (ver << 24U))
+#define NVML_GPU_FABRIC_UUID_LEN 16
+
+typedef unsigned char nvmlGpuFabricState_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    nvmlGpuFabricState_t state;
+    unsigned int healthMask;
+} nvmlGpuFabricInfo_v2_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned char clusterUuid[NVML_GPU_FABRIC_UUID_LEN];
+    nvmlReturn_t status;
+    unsigned int cliqueId;
+    nvmlGpuFabricState_t state;
+    unsigned int healthMask;
+    unsigned char healthSummary;
+} nvmlGpuFabricInfo_v3_t;
+
+typedef nvmlGpuFabricInfo_v3_t nvmlGpuFabricInfoV_t;
+#define nvmlGpuFabricInfo_v2 NVML_STRUCT_VERSION(GpuFabricInfo, 2)
+#define nvmlGpuFabricInfo_v3 NVML_STRUCT_VERSION(GpuFabricInfo, 3)
+
+/* A v2 caller's buffer is v3 without healthSummary: fill what its version has. */
+API nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t *info) {
+    QUERY(device, info, "fabric");
+    unsigned int version = info->version;
+    if (version != nvmlGpuFabricInfo_v2 && (version != nvmlGpuFabricInfo_v3 || cfg.fabric_info_max_version < 3))
+        return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    nvmlGpuFabricInfo_v2_t *common = (nvmlGpuFabricInfo_v2_t *)info;
+    memcpy(common->clusterUuid, g->fabric_cluster_uuid, NVML_GPU_FABRIC_UUID_LEN);
+    common->status = g->fabric_status;
+    common->cliqueId = (unsigned int)g->fabric_clique_id;
+    common->state = (nvmlGpuFabricState_t)g->fabric_state;
+    common->healthMask = (unsigned int)g->fabric_health_mask;
+    if (version == nvmlGpuFabricInfo_v3) info->healthSummary = (unsigned char)g->fabric_health_summary;
     return leave(NVML_SUCCESS);
 }
 #endif
@@ -952,10 +1237,10 @@ typedef struct {
 static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos, unsigned int graphics) {
     QUERY(device, count, graphics ? "graphics_processes" : "compute_processes");
     unsigned int n = 0;
-    for (unsigned int i = 0; i < process_count; i++)
-        if (processes[i].gpu == device->index && processes[i].graphics == graphics) {
+    for (unsigned int i = 0; i < cfg.process_count; i++)
+        if (cfg.processes[i].gpu == device->index && cfg.processes[i].graphics == graphics) {
             if (infos && n < *count) {
-                struct process *p = &processes[i];
+                struct process *p = &cfg.processes[i];
                 infos[n] = (nvmlProcessInfo_t){p->pid, p->memory, p->gi, p->ci};
             }
             n++;
@@ -984,8 +1269,8 @@ API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProces
     clock_gettime(CLOCK_REALTIME, &now);
     unsigned long long stamp = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
     unsigned int n = 0;
-    for (unsigned int i = 0; i < process_count; i++) {
-        struct process *p = &processes[i];
+    for (unsigned int i = 0; i < cfg.process_count; i++) {
+        struct process *p = &cfg.processes[i];
         if (p->gpu != device->index || !(p->sm | p->mem | p->enc | p->dec) || stamp <= last_seen) continue;
         if (samples && n < *count) samples[n] = (nvmlProcessUtilizationSample_t){p->pid, stamp, p->sm, p->mem, p->enc, p->dec};
         n++;
