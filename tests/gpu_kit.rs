@@ -1,11 +1,17 @@
 //! The real-GPU acceptance run (`make test-gpu`, `tests/gpu/acceptance.py`)
 //! needs a GPU, so CI checks what it can without one: its comparison logic
 //! against a published H100 `nvidia-smi -q` sample and a canned scrape
-//! derived from it (the Python unit tests in `tests/gpu`), and that without a
-//! GPU it skips with one line and exit status 0.
+//! derived from it (the Python unit tests in `tests/gpu`), that without a
+//! GPU it skips with one line and exit status 0, and the whole run against
+//! the NVML test double configured with the profile drawn from the same
+//! sample, with a stand-in nvidia-smi printing that sample.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::{BIN, Driver, nvml_double};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,4 +91,53 @@ fn gpu_acceptance_run_without_nvidia_smi_skips_with_one_line() {
         lines[0]
     );
     assert!(stderr.is_empty(), "unexpected stderr: {stderr}");
+}
+
+#[test]
+fn gpu_acceptance_run_passes_on_the_double_with_the_published_h100_profile() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu-kit-run");
+    let _ = std::fs::remove_dir_all(&out);
+    let python = python3();
+    // The stand-in nvidia-smi first; python3 for its #! line.
+    let path = std::env::join_paths([
+        repo().join("tests/gpu/fake-bin"),
+        python.parent().unwrap().to_path_buf(),
+    ])
+    .unwrap();
+    let output = Command::new(&python)
+        .args(["tests/gpu/acceptance.py", "--binary", BIN])
+        .args(["--load-seconds", "0", "--collections", "3"])
+        .env("PATH", path)
+        .env("OUT", &out)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SIE_NVML_LIBRARY", nvml_double(Driver::Current))
+        .env(
+            "NVML_DOUBLE_CONFIG",
+            repo().join("tests/profiles/h100-sxm-published.conf"),
+        )
+        .current_dir(repo())
+        .output()
+        .expect("cannot run python3");
+    let (stdout, stderr) = output_text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["mismatches"], 0, "{stdout}");
+    assert_eq!(report["passed"], true, "{stdout}");
+    let rows = report["rows"].as_array().unwrap();
+    let matched = rows.iter().filter(|r| r["ok"] == true).count();
+    assert!(matched >= 55, "only {matched} readings matched:\n{stdout}");
+    for reading in [
+        "gpu0 memory.total",
+        "gpu0 power_limit",
+        "gpu0 max_clock.sm",
+        "gpu0 serial",
+    ] {
+        let row = rows.iter().find(|r| r["reading"] == reading).unwrap();
+        assert_eq!(row["ok"], true, "{reading}: {row}");
+    }
+    assert!(out.join("report.txt").is_file());
+    // The profile has no key the double does not know.
+    let log = std::fs::read_to_string(out.join("exporter.log")).unwrap();
+    assert!(!log.contains("nvml double: unknown"), "{log}");
 }
