@@ -1,6 +1,7 @@
 # system-info-exporter: build, test and package.
 #   make run            run the exporter (host metrics; NVML if the driver is there)
 #   make test           every test: Rust unit and end-to-end tests, the container test, the arm64 test
+#   make test-gpu       the acceptance run on a machine with an NVIDIA GPU (tests/gpu/acceptance.py)
 #   make lint           rustfmt and clippy, warnings are errors
 
 CARGO    ?= cargo
@@ -8,7 +9,7 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export SIE_REVISION := $(REVISION)
 
-.PHONY: build run test test-rust lint bench bench-resources bench-collectors bench-peers nvml-double
+.PHONY: build run test test-rust test-gpu lint bench bench-resources bench-collectors bench-peers nvml-double
 
 build:
 	$(CARGO) build --release
@@ -22,6 +23,13 @@ test: test-rust container-test test-arm64
 # pass of each benchmark so that they keep working.
 test-rust:
 	$(CARGO) test --all-targets
+
+# The acceptance run on a machine with an NVIDIA GPU (never part of `test`):
+# the release binary against the real driver, every reading compared with
+# nvidia-smi and NVML, a short GPU load, the exporter's cost; report.txt and
+# report.json in $$OUT, else target/gpu-run. Without a GPU it skips with one line.
+test-gpu: build
+	python3 tests/gpu/acceptance.py --binary $(or $(CARGO_TARGET_DIR),target)/release/system-info-exporter
 
 lint:
 	$(CARGO) fmt --check
