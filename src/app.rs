@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpListener;
 use tracing::level_filters::LevelFilter;
 use tracing::{info, warn};
 
@@ -103,14 +102,23 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let address = options.listen_address;
-    let listener = runtime.block_on(TcpListener::bind(address)).map_err(|e| {
-        format!("cannot listen on {address}: {e}; is another process using the port? Pick another with --web.listen-address")
-    })?;
+    let listener = {
+        let _runtime = runtime.enter();
+        http::bind(&options.listen_address)?
+    };
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
 
     let interval = options.collect_interval;
     let shared = Arc::new(Shared::default());
+    if enabled.is_empty() {
+        warn!(
+            "no collector runs (--collector.disable-defaults without any --collector.<name>); /metrics serves the exporter's own metrics only"
+        );
+    }
     let collectors = collector::start(&options.collectors(enabled), &shared)?;
+    let running_collectors: Vec<&str> = collectors.iter().map(|(name, _)| *name).collect();
     let (slots, running) = collection_loop::start(collectors, interval, format(&options))?;
 
     let state = Arc::new(AppState {
@@ -127,7 +135,19 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
     });
     web.watch()
         .map_err(|e| format!("cannot start watching the web config file: {e}"))?;
-    info!(%address, ?interval, tls, version = BuildInfo::CURRENT.version, "serving metrics");
+    let basic_auth = web.current().users.is_some();
+    let build = BuildInfo::CURRENT;
+    info!(
+        %address,
+        telemetry_path = %options.telemetry_path,
+        ?interval,
+        collectors = ?running_collectors,
+        tls,
+        basic_auth,
+        version = build.version,
+        revision = build.revision,
+        "serving metrics"
+    );
     let served = runtime.block_on(http::serve(
         listener,
         state,

@@ -10,7 +10,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -18,28 +17,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::http::{Request, StatusCode, Uri};
+use clap::FromArgMatches;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::{Cli, Command};
+use crate::config::{self, Cli, Command};
+use crate::http::ListenAddress;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// What to say when the listener speaks TLS, which the health check does not.
+const TLS_LISTENER: &str = "the listener speaks TLS (tls_server_config in --web.config.file) and the health check plain HTTP only; check it with an HTTPS probe instead (e.g. the Kubernetes probe with scheme: HTTPS)";
 const LISTEN_ID: &str = "listen_address";
 const LISTEN_ENV: &str = "SIE_WEB_LISTEN_ADDRESS";
 
 /// The URL of `/health` on the local listener: a wildcard listen address is
 /// reached through loopback.
-pub(crate) fn default_url(listen: SocketAddr) -> String {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}/health", SocketAddr::new(ip, listen.port()))
+pub(crate) fn default_url(listen: &ListenAddress) -> String {
+    format!("http://{}/health", listen.local_url_host())
 }
 
 /// What the health check itself was given.
@@ -48,7 +45,7 @@ pub(crate) struct Own {
     /// `--url`.
     pub(crate) url: Option<String>,
     /// The listen address as clap resolved it for this process.
-    pub(crate) listen: SocketAddr,
+    pub(crate) listen: ListenAddress,
     /// Where clap took `listen` from: the command line, the variable or the default.
     pub(crate) source: Option<ValueSource>,
 }
@@ -58,9 +55,9 @@ pub(crate) struct Own {
 pub(crate) struct Exporter {
     pub(crate) pid: u32,
     /// `--web.listen-address` on its command line.
-    pub(crate) flag: Option<SocketAddr>,
+    pub(crate) flag: Option<ListenAddress>,
     /// `SIE_WEB_LISTEN_ADDRESS` in its environment.
-    pub(crate) env: Option<SocketAddr>,
+    pub(crate) env: Option<ListenAddress>,
 }
 
 /// The URL to check and, for the error message, why that one.
@@ -68,6 +65,8 @@ pub(crate) struct Exporter {
 pub(crate) struct Target {
     pub(crate) url: String,
     pub(crate) why: String,
+    /// Whether `--url` named it (then another URL is no advice to give).
+    pub(crate) named: bool,
 }
 
 /// Chooses the URL, first match wins:
@@ -80,29 +79,31 @@ pub(crate) struct Target {
 ///    (the exporter's own order);
 /// 5. the default, from clap.
 fn resolve(own: &Own, exporter: &Result<Exporter, String>) -> Target {
-    let target = |listen, why: String| Target {
+    let target = |listen: &ListenAddress, why: String| Target {
         url: default_url(listen),
         why,
+        named: false,
     };
     if let Some(url) = &own.url {
         return Target {
             url: url.clone(),
             why: "--url".into(),
+            named: true,
         };
     }
     match own.source {
         Some(ValueSource::CommandLine) => {
             return target(
-                own.listen,
+                &own.listen,
                 "--web.listen-address of the health check".into(),
             );
         }
         Some(ValueSource::EnvVariable)
             if exporter
                 .as_ref()
-                .map_or(true, |e| e.env != Some(own.listen)) =>
+                .map_or(true, |e| e.env.as_ref() != Some(&own.listen)) =>
         {
-            return target(own.listen, format!("{LISTEN_ENV} of the health check"));
+            return target(&own.listen, format!("{LISTEN_ENV} of the health check"));
         }
         _ => {}
     }
@@ -112,26 +113,26 @@ fn resolve(own: &Own, exporter: &Result<Exporter, String>) -> Target {
             flag: Some(listen),
             ..
         }) => target(
-            *listen,
+            listen,
             format!("--web.listen-address of the exporter, pid {pid}"),
         ),
         Ok(Exporter {
             pid,
             env: Some(listen),
             ..
-        }) => target(*listen, format!("{LISTEN_ENV} of the exporter, pid {pid}")),
+        }) => target(listen, format!("{LISTEN_ENV} of the exporter, pid {pid}")),
         Ok(Exporter { pid, .. }) => target(
-            own.listen,
+            &own.listen,
             format!("the default: the exporter, pid {pid}, was given no address"),
         ),
-        Err(reason) => target(own.listen, format!("the default: {reason}")),
+        Err(reason) => target(&own.listen, format!("the default: {reason}")),
     }
 }
 
 /// Runs the health check; `url` is `--url`.
 pub(crate) fn main(url: Option<String>) -> ExitCode {
     // Parsed again for the value source, which the derived `Cli` drops.
-    let matches = Cli::command().get_matches();
+    let matches = config::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
@@ -198,7 +199,7 @@ fn pick(mut found: Vec<Exporter>) -> Result<Exporter, String> {
         [first, rest @ ..]
             if rest
                 .iter()
-                .all(|e| (e.flag, e.env) == (first.flag, first.env)) =>
+                .all(|e| (&e.flag, &e.env) == (&first.flag, &first.env)) =>
         {
             Ok(first.clone())
         }
@@ -216,8 +217,8 @@ fn pick(mut found: Vec<Exporter>) -> Result<Exporter, String> {
 /// `None` when `argv` is not a serving exporter (another health check, or
 /// arguments it would not start with); otherwise its `--web.listen-address`
 /// if the command line has one.
-fn served_address(argv: &[OsString]) -> Option<Option<SocketAddr>> {
-    let matches = Cli::command().try_get_matches_from(argv).ok()?;
+fn served_address(argv: &[OsString]) -> Option<Option<ListenAddress>> {
+    let matches = config::command().try_get_matches_from(argv).ok()?;
     let cli = Cli::from_arg_matches(&matches).ok()?;
     if matches!(cli.command, Some(Command::Healthcheck { .. })) {
         return None;
@@ -240,14 +241,13 @@ fn split_nul(bytes: &[u8]) -> Vec<OsString> {
     parts
 }
 
-fn listen_env(environ: &[u8]) -> Option<SocketAddr> {
+fn listen_env(environ: &[u8]) -> Option<ListenAddress> {
     split_nul(environ).iter().find_map(|entry| {
-        entry
+        let value = entry
             .to_str()?
             .strip_prefix(LISTEN_ENV)?
-            .strip_prefix('=')?
-            .parse()
-            .ok()
+            .strip_prefix('=')?;
+        ListenAddress::parse(value).ok()
     })
 }
 
@@ -271,12 +271,25 @@ fn run(target: &Target) -> ExitCode {
             println!("{body}");
             ExitCode::SUCCESS
         }
+        Ok(Ok((status, body))) if body.contains("HTTPS server") => {
+            eprintln!("healthcheck: {url} ({why}) answered {status}: {TLS_LISTENER}");
+            ExitCode::FAILURE
+        }
         Ok(Ok((status, body))) => {
             eprintln!("healthcheck: {url} ({why}) answered {status}: {body}");
             ExitCode::FAILURE
         }
+        Ok(Err(error)) if error.to_string().contains("invalid HTTP") => {
+            eprintln!("healthcheck: {url} ({why}) did not answer in HTTP: {TLS_LISTENER}");
+            ExitCode::FAILURE
+        }
         Ok(Err(error)) => {
-            eprintln!("healthcheck: {url} ({why}): {error}; pass --url to check another address");
+            let advice = if target.named {
+                ""
+            } else {
+                "; pass --url to check another address"
+            };
+            eprintln!("healthcheck: {url} ({why}): {error}{advice}");
             ExitCode::FAILURE
         }
         Err(_) => {
@@ -310,8 +323,8 @@ async fn get(url: &str) -> Result<(StatusCode, String), Box<dyn std::error::Erro
 mod tests {
     use super::*;
 
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn addr(s: &str) -> ListenAddress {
+        ListenAddress::parse(s).unwrap()
     }
 
     fn own(source: Option<ValueSource>, listen: &str) -> Own {
@@ -328,22 +341,6 @@ mod tests {
             flag: flag.map(addr),
             env: env.map(addr),
         })
-    }
-
-    #[test]
-    fn wildcard_listeners_are_checked_through_loopback() {
-        assert_eq!(
-            default_url("0.0.0.0:8080".parse().unwrap()),
-            "http://127.0.0.1:8080/health"
-        );
-        assert_eq!(
-            default_url("[::]:9400".parse().unwrap()),
-            "http://[::1]:9400/health"
-        );
-        assert_eq!(
-            default_url("10.1.2.3:80".parse().unwrap()),
-            "http://10.1.2.3:80/health"
-        );
     }
 
     #[test]

@@ -113,6 +113,27 @@ impl Scrape {
     }
 }
 
+/// Every way of writing each `--collector.*` flag on a command line, from
+/// the command itself, so that a flag added later is covered too: `--flag`,
+/// and `--flag=false` for those that take a value.
+pub fn collector_flag_forms() -> Vec<String> {
+    let command = crate::config::command();
+    let mut forms = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        if !long.starts_with("collector.") && !long.starts_with("no-collector.") {
+            continue;
+        }
+        forms.push(format!("--{long}"));
+        if arg.get_num_args().is_some_and(|n| n.takes_values()) {
+            forms.push(format!("--{long}=false"));
+        }
+    }
+    forms
+}
+
 /// One sample of the catalogue metric `metric` in the text format.
 pub fn encode_sample(metric: &str, labels: &[&str], value: f64) -> String {
     let metric = catalogue::find(metric).unwrap_or_else(|| panic!("no metric {metric}"));

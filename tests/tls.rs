@@ -372,6 +372,44 @@ fn old_and_excluded_tls_versions_are_refused() {
 }
 
 #[test]
+fn plain_http_to_the_tls_port_is_told_so_and_the_health_check_says_why() {
+    let setup = Setup::new("plain-http");
+    setup.write_config("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n");
+    let client = Client::default_versions(&setup.ca.pem(), None);
+    let mut exporter = setup.start(&[]);
+    exporter.wait_until_serving(|e| client.get(e.port, "/health", "").is_ok());
+
+    let mut plain = TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 400 ")
+            && answer.ends_with("Client sent an HTTP request to an HTTPS server.\n"),
+        "{answer}"
+    );
+
+    let url = format!("http://127.0.0.1:{}/health", exporter.port);
+    let check = std::process::Command::new(common::BIN)
+        .args(["healthcheck", "--url", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("speaks TLS") && !stderr.contains("pass --url"),
+        "{stderr}"
+    );
+    // TLS clients are unaffected.
+    assert_eq!(client.get(exporter.port, "/health", "").unwrap().0, 200);
+}
+
+#[test]
 fn basic_auth_answers_401_the_same_for_unknown_users_and_wrong_passwords() {
     let setup = Setup::new("basic-auth");
     setup.write_config(&format!(

@@ -24,12 +24,17 @@ pub(crate) struct GpuState {
     /// Empty when the GPU failed before its identity could be read.
     pub(crate) uuid: String,
     pub(crate) up: bool,
+    /// Why the GPU counts as down, while it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) down_reason: Option<String>,
     /// Which NVML events of this GPU are being watched.
     pub(crate) events: EventWatch,
 }
 
+/// In `/health` an object whose `state` says which: `{"state": "watching",
+/// "types": ["xid"]}`, `{"state": "not_watched"}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub(crate) enum EventWatch {
     /// Not (yet) registered, e.g. the GPU was down when events were set up.
     #[default]
@@ -37,7 +42,7 @@ pub(crate) enum EventWatch {
     /// The GPU supports none of the watched event types.
     Unsupported,
     /// Watched types, e.g. `["xid", "single_bit"]`.
-    Watching(Vec<&'static str>),
+    Watching { types: Vec<&'static str> },
     /// Registration failed with this NVML error.
-    Failed(String),
+    Failed { error: String },
 }

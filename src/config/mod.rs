@@ -6,17 +6,19 @@
 mod collectors;
 mod values;
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::collector;
 use crate::collector::pods::DEFAULT_SOCKET;
 use crate::collector::processes::containers::DEFAULT_STATE_DIRS;
-use crate::http::{Limits, ServerOptions};
-use values::{parse_interval, parse_listen_address, parse_telemetry_path, parse_timeout};
+use crate::http::{Limits, ListenAddress, ServerOptions};
+use crate::selfmetrics::BuildInfo;
+use values::{parse_interval, parse_telemetry_path, parse_timeout, parse_url};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,7 +35,9 @@ pub(crate) struct Cli {
 
 /// The whole command: the derived flags and a pair of flags per collector.
 pub(crate) fn command() -> clap::Command {
-    collectors::add_flags(Cli::command())
+    let build = BuildInfo::CURRENT;
+    let version = format!("{} (revision {})", build.version, build.revision);
+    collectors::add_flags(Cli::command().version(version))
 }
 
 /// A parsed command line.
@@ -53,12 +57,73 @@ pub(crate) fn parse() -> Parsed {
 pub(crate) fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
+    T: Into<OsString> + Clone,
 {
-    let matches = command().try_get_matches_from(args)?;
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut command = command();
+    let matches = command
+        .try_get_matches_from_mut(&args)
+        .map_err(|e| name_the_variable(e, &command, &args))?;
     let cli = Cli::from_arg_matches(&matches)?;
     let collectors = collectors::enabled(&matches, cli.options.disable_default_collectors);
     Ok(Parsed { cli, collectors })
+}
+
+/// An invalid value that came from an `SIE_*` variable, not the command
+/// line, is reported under the variable's name: that is what the user set.
+fn name_the_variable(
+    error: clap::Error,
+    command: &clap::Command,
+    args: &[OsString],
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    // "--collect.interval <COLLECT_INTERVAL>", "--require-gpu[=<BOOL>]".
+    let long = flag.split([' ', '[', '=']).next().unwrap_or_default();
+    let Some(arg) = command
+        .get_arguments()
+        .find(|a| a.get_long().is_some_and(|l| long == format!("--{l}")))
+    else {
+        return error;
+    };
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == long || a.starts_with(&format!("{long}="))
+    });
+    let (Some(variable), false) = (arg.get_env(), on_command_line) else {
+        return error;
+    };
+    let value = match error.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => String::new(),
+    };
+    let reason = error
+        .render()
+        .to_string()
+        .lines()
+        .next()
+        .and_then(|line| {
+            line.split_once(&format!("'{flag}': "))
+                .map(|(_, r)| r.to_owned())
+        })
+        .unwrap_or_default();
+    let mut message = format!(
+        "invalid value '{value}' for {} (the variable of {long})",
+        variable.to_string_lossy()
+    );
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(&reason);
+    }
+    clap::Error::raw(error.kind(), format!("{message}\n"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,23 +136,23 @@ pub(crate) enum Command {
         /// URL to check [default: /health on the running exporter's
         /// --web.listen-address, via loopback; this command's own
         /// --web.listen-address or SIE_WEB_LISTEN_ADDRESS override it]
-        #[arg(long)]
+        #[arg(long, value_parser = parse_url)]
         url: Option<String>,
     },
 }
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Options {
-    /// Address and port to serve HTTP on; ":9400" means every address, as
-    /// with node_exporter.
+    /// Address and port to serve HTTP on: ":9400" means every address, IPv6
+    /// and IPv4, as with node_exporter; a host name is resolved at start.
     #[arg(
         long = "web.listen-address",
         env = "SIE_WEB_LISTEN_ADDRESS",
-        default_value = "0.0.0.0:8080",
-        value_parser = parse_listen_address,
+        default_value = ":8080",
+        value_parser = ListenAddress::parse,
         global = true
     )]
-    pub(crate) listen_address: SocketAddr,
+    pub(crate) listen_address: ListenAddress,
 
     /// Path under which metrics are served.
     #[arg(long = "web.telemetry-path", env = "SIE_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
@@ -98,7 +163,17 @@ pub(crate) struct Options {
     pub(crate) collect_interval: Duration,
 
     /// Report not ready while NVML is unavailable or a GPU is lost (for GPU nodes).
-    #[arg(long = "require-gpu", env = "SIE_REQUIRE_GPU")]
+    #[arg(
+        long = "require-gpu",
+        env = "SIE_REQUIRE_GPU",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = BoolishValueParser::new()
+    )]
     pub(crate) require_gpu: bool,
 
     /// Path of the NVML library [default: the dynamic loader finds libnvidia-ml.so.1].
@@ -119,11 +194,11 @@ pub(crate) struct Options {
     pub(crate) pod_resources_socket: PathBuf,
 
     /// Least severe log messages to print.
-    #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
     pub(crate) log_level: LogLevel,
 
     /// Log line format.
-    #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log.format", env = "SIE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
 
     /// The proc filesystem the processes collector reads process names and
@@ -143,13 +218,20 @@ pub(crate) struct Options {
 
     /// Metric names, units and labels to serve: native, or dcgm-exporter's
     /// (DCGM_FI_*, for its dashboards and alerts; see docs/dcgm-compatibility.md).
-    #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, default_value_t = MetricsFormat::Native)]
+    #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, ignore_case = true, default_value_t = MetricsFormat::Native)]
     pub(crate) metrics_format: MetricsFormat,
 
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",
-        env = "SIE_COLLECTOR_DISABLE_DEFAULTS"
+        env = "SIE_COLLECTOR_DISABLE_DEFAULTS",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = BoolishValueParser::new()
     )]
     pub(crate) disable_default_collectors: bool,
 
@@ -157,7 +239,14 @@ pub(crate) struct Options {
     /// system_info_exporter_http_*, system_info_exporter_web_config_*).
     #[arg(
         long = "web.disable-exporter-metrics",
-        env = "SIE_WEB_DISABLE_EXPORTER_METRICS"
+        env = "SIE_WEB_DISABLE_EXPORTER_METRICS",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = BoolishValueParser::new()
     )]
     pub(crate) disable_exporter_metrics: bool,
 
@@ -192,7 +281,17 @@ pub(crate) struct Options {
 
     /// Answer /health and /ready without basic auth, for liveness and
     /// readiness probes that cannot send credentials (/metrics still needs them).
-    #[arg(long = "web.probes-without-auth", env = "SIE_WEB_PROBES_WITHOUT_AUTH")]
+    #[arg(
+        long = "web.probes-without-auth",
+        env = "SIE_WEB_PROBES_WITHOUT_AUTH",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = BoolishValueParser::new()
+    )]
     pub(crate) probes_without_auth: bool,
 }
 

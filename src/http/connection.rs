@@ -214,6 +214,10 @@ pub(super) struct Watched<S> {
 }
 
 impl<S> Watched<S> {
+    pub(super) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     pub(super) fn new(inner: S, connection: Arc<Connection>, write_timeout: Duration) -> Self {
         Self {
             inner,

@@ -22,6 +22,9 @@ use crate::publish::Slot;
 use crate::selfmetrics::BuildInfo;
 use crate::selfmetrics::process::ProcessMetrics;
 
+/// The text format, as node_exporter announces it.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// What the handlers read.
 pub(crate) struct AppState {
     /// The running collectors' latest results.
@@ -80,10 +83,7 @@ async fn metrics(
     state.http.metrics_body_sent(encoding, length);
     let mut response = Response::new(Body::new(scrape::Chunks::new(chunks)));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(prometheus::TEXT_FORMAT),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -99,11 +99,11 @@ fn current_health(state: &AppState) -> Health {
         .map(|slot| {
             let published = slot.latest.get();
             let outcome = published.as_ref().map(|p| &p.outcome);
-            health::collector_health(slot.name, outcome, state.started, now)
+            health::collector_health(slot.name, outcome, state.started, now, state.interval)
         })
         .collect();
     let gpu = state.gpu.get();
-    health::health(gpu.as_deref(), collectors, state.interval)
+    health::health(gpu.as_deref(), collectors)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
@@ -141,9 +141,8 @@ async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
     ))
 }
 
-async fn not_found() -> (StatusCode, &'static str) {
-    (
-        StatusCode::NOT_FOUND,
-        "not found; try /metrics, /health or /ready\n",
-    )
+async fn not_found(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    let metrics = &state.telemetry_path;
+    let text = format!("not found; try {metrics}, /health or /ready\n");
+    (StatusCode::NOT_FOUND, text)
 }

@@ -5,11 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::status::{GpuState, GpuStatus};
-use crate::publish::Outcome;
-
-/// A collector that has not finished a collection for this many intervals
-/// is considered stuck, and `/health` fails so that it gets restarted.
-pub(crate) const STALE_AFTER_INTERVALS: u32 = 3;
+use crate::publish::{self, Outcome};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Health {
@@ -36,6 +32,9 @@ pub(crate) struct NvmlHealth {
 pub(crate) struct CollectorHealth {
     pub(crate) name: &'static str,
     pub(crate) success: Option<bool>,
+    /// Whether no collection finished for more than 3 intervals.
+    #[serde(skip)]
+    pub(crate) stale: bool,
     /// Seconds since the last collection finished (since start, before the first).
     pub(crate) last_collection_age_seconds: f64,
     /// Seconds since the last successful collection; null if none succeeded yet.
@@ -54,25 +53,21 @@ pub(crate) fn collector_health(
     outcome: Option<&Outcome>,
     started: SystemTime,
     now: SystemTime,
+    interval: Duration,
 ) -> CollectorHealth {
     let age = |at: SystemTime| now.duration_since(at).unwrap_or_default().as_secs_f64();
+    let collection_age = publish::age(outcome, started, now);
     CollectorHealth {
         name,
         success: outcome.map(|o| o.success),
-        last_collection_age_seconds: age(outcome.map_or(started, |o| o.finished_at)),
+        stale: publish::is_stale(collection_age, interval),
+        last_collection_age_seconds: collection_age.as_secs_f64(),
         last_success_age_seconds: outcome.and_then(|o| o.last_success).map(age),
     }
 }
 
-pub(crate) fn health(
-    gpu: Option<&GpuStatus>,
-    collectors: Vec<CollectorHealth>,
-    interval: Duration,
-) -> Health {
-    let limit = (interval * STALE_AFTER_INTERVALS).as_secs_f64();
-    let stale = collectors
-        .iter()
-        .any(|c| c.last_collection_age_seconds > limit);
+pub(crate) fn health(gpu: Option<&GpuStatus>, collectors: Vec<CollectorHealth>) -> Health {
+    let stale = collectors.iter().any(|c| c.stale);
     Health {
         status: if stale { "stale" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
@@ -107,6 +102,9 @@ pub(crate) fn not_ready_reason(
         let error = gpu.nvml_error.as_deref().unwrap_or("not initialised yet");
         return Some(format!("NVML is unavailable: {error}"));
     }
+    if gpu.gpus.is_empty() {
+        return Some("NVML reports no GPU".to_owned());
+    }
     match gpu.gpus_lost() {
         0 => None,
         lost => Some(format!("{lost} GPU(s) lost")),
@@ -130,8 +128,14 @@ mod tests {
         };
         let at = |secs| {
             let now = start + Duration::from_secs(secs);
-            let collectors = vec![collector_health("gpu", Some(&outcome), start, now)];
-            health(None, collectors, interval).status
+            let collectors = vec![collector_health(
+                "gpu",
+                Some(&outcome),
+                start,
+                now,
+                interval,
+            )];
+            health(None, collectors).status
         };
         assert_eq!(at(15), "ok");
         assert_eq!(at(16), "stale");
@@ -160,5 +164,15 @@ mod tests {
             Some("1 GPU(s) lost")
         );
         assert_eq!(not_ready_reason(Some(&with_lost), true, false), None);
+
+        let none = GpuStatus {
+            nvml_up: true,
+            ..GpuStatus::default()
+        };
+        assert_eq!(
+            not_ready_reason(Some(&none), true, true).as_deref(),
+            Some("NVML reports no GPU")
+        );
+        assert_eq!(not_ready_reason(Some(&none), true, false), None);
     }
 }

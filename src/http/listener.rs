@@ -14,6 +14,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -28,6 +29,16 @@ use crate::metrics::labels::CloseReason;
 /// one. Larger heads are answered 431.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+/// The answer to plain HTTP on the TLS port (Go's words).
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Whether a connection's first byte starts an HTTP request rather than a
+/// TLS record (whose first byte is a content type, 20 to 24).
+async fn first_byte_is_http(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
 /// How long shutdown waits for requests being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -185,8 +196,20 @@ impl<H: Handle> ConnectionTask<H> {
         match self.acceptor.take() {
             None => self.http(TokioIo::new(io)).await,
             Some(acceptor) => {
+                let limit = self.limits.header_timeout;
+                let started = Instant::now();
+                match tokio::time::timeout(limit, first_byte_is_http(io.get_ref())).await {
+                    Ok(true) => return self.refuse_plain_http(io).await,
+                    Ok(false) => {}
+                    Err(_) => {
+                        debug!("TLS handshake timed out before its first byte");
+                        self.stats.handshake_failed();
+                        return CloseReason::HeaderTimeout;
+                    }
+                }
                 let handshake = acceptor.accept(io);
-                match tokio::time::timeout(self.limits.header_timeout, handshake).await {
+                let left = limit.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, handshake).await {
                     Ok(Ok(tls)) => self.http(TokioIo::new(tls)).await,
                     Ok(Err(e)) => {
                         debug!(error = %e, "TLS handshake failed");
@@ -201,6 +224,19 @@ impl<H: Handle> ConnectionTask<H> {
                 }
             }
         }
+    }
+
+    /// Answers plain HTTP sent to the TLS port in plain HTTP, as Go's
+    /// servers do, so that the client shows why instead of a reset.
+    async fn refuse_plain_http(&mut self, mut io: Watched<tokio::net::TcpStream>) -> CloseReason {
+        debug!("plain HTTP sent to the TLS port");
+        self.stats.handshake_failed();
+        let answer = tokio::time::timeout(self.limits.header_timeout, async {
+            io.write_all(PLAIN_HTTP_TO_TLS).await?;
+            io.shutdown().await
+        });
+        let _ = answer.await;
+        CloseReason::Error
     }
 
     async fn http<I>(&mut self, io: I) -> CloseReason

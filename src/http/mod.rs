@@ -4,6 +4,7 @@
 //! the published collections only; they never call NVML. Connections are
 //! accepted in [`listener`] and timed in [`connection`].
 
+mod address;
 mod connection;
 mod handlers;
 mod health;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tower_service::Service as _;
 
 use crate::metrics::labels::HttpHandler;
+pub(crate) use address::{ListenAddress, bind};
 pub(crate) use connection::Limits;
 pub(crate) use handlers::AppState;
 use web_config::Web;

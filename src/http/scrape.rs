@@ -134,6 +134,11 @@ pub(crate) fn select<'a>(
                 known.join(", ")
             ));
         }
+        if key == "collect[]" && !slots.iter().any(|slot| slot.name == value) {
+            return Err(format!(
+                "the {value} collector does not run here (off, or its source is absent on this node); enable it with --collector.{value}"
+            ));
+        }
         list.push(value.into_owned());
     }
     if !collect.is_empty() && !exclude.is_empty() {

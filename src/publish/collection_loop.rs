@@ -8,9 +8,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{Format, Outcome, Published, Slot, publish};
+use super::{Format, Outcome, Published, STALE_AFTER_INTERVALS, Slot, publish, watchdog};
 use crate::collector::{CollectError, Collection, Collector, Latest, Named};
 
 /// A running collection loop.
@@ -35,7 +35,8 @@ impl Running {
     }
 }
 
-/// Starts a loop for each collector; each publishes into its slot.
+/// Starts a loop for each collector, each publishing into its slot, and
+/// the watchdog that logs when one stops finishing collections.
 pub(crate) fn start(
     collectors: Vec<Named>,
     interval: Duration,
@@ -50,17 +51,22 @@ pub(crate) fn start(
             collector,
             format: format.clone(),
             latest: latest.clone(),
+            interval,
             last_success: None,
             errors_total: 0,
             last_error: None,
+            overrunning: false,
         };
         running.push(
             state
-                .spawn(interval)
+                .spawn()
                 .map_err(|e| format!("cannot start the {name} collector's thread: {e}"))?,
         );
         slots.push(Slot { name, latest });
     }
+    let (stop, thread) = watchdog::spawn(slots.clone(), interval)
+        .map_err(|e| format!("cannot start the collectors' watchdog thread: {e}"))?;
+    running.push(Running { stop, thread });
     Ok((slots, running))
 }
 
@@ -70,15 +76,19 @@ struct Loop {
     collector: Box<dyn Collector>,
     format: Arc<dyn Format>,
     latest: Arc<Latest<Published>>,
+    interval: Duration,
     last_success: Option<SystemTime>,
     errors_total: u64,
     /// The error of the last failed collection, until one succeeds.
     last_error: Option<String>,
+    /// Whether the last collection took longer than the interval.
+    overrunning: bool,
 }
 
 impl Loop {
-    /// Runs the collector now and then every `interval` on a thread of its own.
-    fn spawn(mut self, interval: Duration) -> std::io::Result<Running> {
+    /// Runs the collector now and then every interval on a thread of its own.
+    fn spawn(mut self) -> std::io::Result<Running> {
+        let interval = self.interval;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("collect-{}", self.name))
@@ -104,15 +114,45 @@ impl Loop {
         if success {
             self.last_success = Some(finished_at);
         }
+        let duration = started.elapsed();
+        self.note_duration(duration);
         let outcome = Outcome {
             success,
-            duration: started.elapsed(),
+            duration,
             finished_at,
             last_success: self.last_success,
             errors_total: self.errors_total,
         };
         let published = publish(self.format.as_ref(), &collection, started, outcome);
+        debug!(
+            collector = self.name,
+            success,
+            seconds = duration.as_secs_f64(),
+            samples = collection.samples.iter().count(),
+            bytes = published.exposition.len(),
+            "collection published"
+        );
         self.latest.set(published);
+    }
+
+    /// Logs once when collections start to take longer than the interval,
+    /// and once when they fit again.
+    fn note_duration(&mut self, duration: Duration) {
+        let name = self.name;
+        let interval = self.interval;
+        let overrunning = duration > interval;
+        if overrunning && !self.overrunning {
+            warn!(
+                collector = name,
+                "a collection of the {name} collector took {duration:.1?}, longer than the interval of {interval:?} (--collect.interval); collections run back to back, and /health turns stale after {STALE_AFTER_INTERVALS} intervals without one finishing"
+            );
+        } else if !overrunning && self.overrunning {
+            info!(
+                collector = name,
+                "collections of the {name} collector fit in the interval again"
+            );
+        }
+        self.overrunning = overrunning;
     }
 
     /// Counts and logs how a collection went: an error once per distinct

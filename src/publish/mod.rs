@@ -6,7 +6,9 @@
 
 pub(crate) mod collection_loop;
 pub(crate) mod dcgm;
+mod watchdog;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -76,7 +78,24 @@ pub(crate) fn publish(
 }
 
 /// A running collector's name and latest result.
+#[derive(Clone)]
 pub(crate) struct Slot {
     pub(crate) name: &'static str,
-    pub(crate) latest: std::sync::Arc<Latest<Published>>,
+    pub(crate) latest: Arc<Latest<Published>>,
+}
+
+/// A collector that has not finished a collection for this many intervals
+/// is stuck (e.g. in a hung driver call): `/health` fails, so that it gets
+/// restarted.
+pub(crate) const STALE_AFTER_INTERVALS: u32 = 3;
+
+/// Whether a collector whose last collection finished `age` ago is stale.
+pub(crate) fn is_stale(age: Duration, interval: Duration) -> bool {
+    age > interval * STALE_AFTER_INTERVALS
+}
+
+/// Time since `outcome`'s collection finished, or since `started` before the first.
+pub(crate) fn age(outcome: Option<&Outcome>, started: SystemTime, now: SystemTime) -> Duration {
+    let at = outcome.map_or(started, |o| o.finished_at);
+    now.duration_since(at).unwrap_or_default()
 }

@@ -460,6 +460,13 @@ pub fn require_tool(tool: &str, install: &str) -> bool {
     require(shell_succeeds(&format!("command -v {tool}")), tool, install)
 }
 
+/// Root, for a test that runs the exporter as another user.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid only reads the process's user id.
+    let root = unsafe { libc::geteuid() } == 0;
+    require(root, "root", "run the tests as root (as CI does)")
+}
+
 /// A Python module, e.g. `require_python_module("yaml", "pip install pyyaml")`.
 pub fn require_python_module(module: &str, install: &str) -> bool {
     let found = shell_succeeds(&format!("python3 -c 'import {module}'"));

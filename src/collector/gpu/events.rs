@@ -69,7 +69,7 @@ impl Counts {
         let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let events = counts.get(uuid);
         let watched =
-            |name: &str| matches!(watch, EventWatch::Watching(types) if types.contains(&name));
+            |name: &str| matches!(watch, EventWatch::Watching { types } if types.contains(&name));
         let mut xids: BTreeMap<u64, u64> = BTreeMap::new();
         if watched(XID) {
             xids.extend(SERIOUS_XIDS.iter().map(|xid| (*xid, 0)));
@@ -274,11 +274,13 @@ fn register<'n, 't>(
         let state = match registration {
             Ok(fresh) => {
                 set = Some(fresh);
-                EventWatch::Watching(names(target.types))
+                EventWatch::Watching {
+                    types: names(target.types),
+                }
             }
             Err(error) => {
                 warn!(gpu = target.index, %error, "cannot watch the GPU's XID and ECC events");
-                EventWatch::Failed(error)
+                EventWatch::Failed { error }
             }
         };
         states.insert(target.index, state);

@@ -12,6 +12,9 @@ use tracing::info;
 /// The name the dynamic loader is asked for.
 pub(super) const LIBRARY: &str = "libnvidia-ml.so.1";
 
+/// What to do when NVML cannot be loaded.
+const INSTALL: &str = "Install the NVIDIA driver, run the container with the NVIDIA runtime (--gpus all), or name the library with --nvml.library";
+
 /// Where drivers install NVML, tried when the loader's path and cache do not
 /// find it (e.g. a minimal image whose linker cache was not updated, or a
 /// driver container mounted under /run/nvidia/driver).
@@ -34,7 +37,20 @@ pub(super) fn load(library: Option<&OsStr>, calls: &AtomicU64) -> Result<Nvml, S
         Nvml::builder().lib_path(path).init()
     };
     if let Some(path) = library {
-        return open(path).map_err(|e| e.to_string());
+        if !Path::new(path).exists() {
+            // Counted as the attempt it is, as a failed load is.
+            calls.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "{}, named by --nvml.library, does not exist. {INSTALL}",
+                Path::new(path).display()
+            ));
+        }
+        return open(path).map_err(|e| match e {
+            NvmlError::LibloadingError(e) => format!(
+                "{e} (named by --nvml.library): is it the NVIDIA driver's {LIBRARY}? {INSTALL}"
+            ),
+            e => e.to_string(),
+        });
     }
     let error = match open(OsStr::new(LIBRARY)) {
         Err(NvmlError::LibloadingError(error)) => error,
@@ -42,7 +58,7 @@ pub(super) fn load(library: Option<&OsStr>, calls: &AtomicU64) -> Result<Nvml, S
     };
     let Some(path) = fallback_path(FALLBACK_DIRS) else {
         return Err(format!(
-            "{error}; also looked in {}. Install the NVIDIA driver, run the container with the NVIDIA runtime (--gpus all), or name the library with --nvml.library",
+            "{error}; also looked in {}. {INSTALL}",
             FALLBACK_DIRS.join(", ")
         ));
     };

@@ -37,6 +37,8 @@ pub(super) struct Session {
     was_up: Vec<bool>,
     migs: HashMap<String, mig::MigIdentity>,
     gpm: gpm::Previous,
+    /// How many GPUs NVML reported last, to log when that changes.
+    gpu_count: Option<u32>,
 }
 
 impl Drop for Session {
@@ -79,6 +81,7 @@ impl Session {
             was_up: Vec::new(),
             migs: HashMap::new(),
             gpm: gpm::Previous::default(),
+            gpu_count: None,
         }
     }
 
@@ -123,7 +126,28 @@ impl Session {
         // Before the samples, so that the first collection already shows
         // which GPUs' events are watched.
         self.watch_events(calls, events);
-        Ok(self.report(results, events))
+        let read = self.report(results, events);
+        self.log_gpu_count(&read.inventory);
+        Ok(read)
+    }
+
+    /// One line when the number of GPUs changes, the first time included.
+    fn log_gpu_count(&mut self, inventory: &GpuInventory) {
+        let count = inventory.gpus.len() as u32;
+        if self.gpu_count == Some(count) {
+            return;
+        }
+        self.gpu_count = Some(count);
+        if count == 0 {
+            warn!(
+                "NVML reports no GPU; check that the driver sees them (nvidia-smi) and, in a container, that it runs with the NVIDIA runtime (--gpus all)"
+            );
+            return;
+        }
+        let mut models: Vec<&str> = inventory.gpus.iter().map(|g| g.name.as_str()).collect();
+        models.sort_unstable();
+        models.dedup();
+        info!(gpus = count, models = ?models, "found {count} GPU(s)");
     }
 
     /// The samples, inventory and status of a reading of every GPU.
@@ -180,10 +204,15 @@ impl Session {
         read: &mut Read,
     ) -> GpuState {
         let slot = index as usize;
-        let (up, gpu_read) = match result {
-            Ok(gpu_read) if !fell_off.contains(&index) => (true, Some(gpu_read)),
-            _ => (false, None),
+        let (gpu_read, down_reason) = match result {
+            Ok(_) if fell_off.contains(&index) => (
+                None,
+                Some(format!("fell off the bus (XID {XID_FELL_OFF_THE_BUS})")),
+            ),
+            Ok(gpu_read) => (Some(gpu_read), None),
+            Err(error) => (None, Some(error.to_string())),
         };
+        let up = gpu_read.is_some();
         let out = &mut read.samples;
         let identity = self.identities[slot].as_ref();
         let uuid = identity.map(|i| i.uuid.as_str()).unwrap_or_default();
@@ -225,6 +254,7 @@ impl Session {
             index,
             uuid: uuid.to_owned(),
             up,
+            down_reason,
             events: watch,
         }
     }

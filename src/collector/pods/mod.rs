@@ -1,7 +1,8 @@
 //! Which pods hold which GPUs, from the kubelet's pod-resources API
 //! (`v1.PodResourcesLister/List` over its unix socket).
 
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,9 +127,12 @@ impl Collector for PodCollector {
                 Ok(())
             }
             failure => {
-                let error = match failure {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {:?}", self.timeout),
+                let cause = match failure {
+                    Ok(Err(error)) => diagnose(&self.socket, &error.to_string()),
+                    _ => format!(
+                        "no answer within {:?}: the kubelet is slow or hung",
+                        self.timeout
+                    ),
                 };
                 self.errors_total += 1;
                 if self
@@ -138,8 +142,12 @@ impl Collector for PodCollector {
                 {
                     self.last_good = None;
                 }
+                let meanwhile = match self.last_good {
+                    Some(_) => "keeping the last mapping for up to 5 minutes",
+                    None => "GPUs are not attributed to pods until it answers",
+                };
                 Err(CollectError::Failed(format!(
-                    "cannot list pod resources at {}: {error}; keeping the last mapping for up to 5 minutes",
+                    "cannot list pod resources at {}: {cause}; {meanwhile}",
                     self.socket.display()
                 )))
             }
@@ -148,6 +156,39 @@ impl Collector for PodCollector {
         self.add_samples(allocations, out);
         out.allocations = Some(allocations.to_vec());
         result
+    }
+}
+
+/// Why the kubelet's socket could not be used, and what to do: gRPC's own
+/// error ("transport error") does not say.
+fn diagnose(socket: &Path, error: &str) -> String {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(socket) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            "it does not exist any more: is the kubelet running, and its pod-resources folder mounted?".to_owned()
+        }
+        Err(e) => format!("cannot read it: {e}"),
+        Ok(meta) if meta.is_dir() => {
+            "it is a directory, not the kubelet's socket: point --kubelet.pod-resources-socket at the kubelet.sock inside it".to_owned()
+        }
+        Ok(meta) if !meta.file_type().is_socket() => {
+            "it is a regular file, not a socket: point --kubelet.pod-resources-socket at the kubelet's socket".to_owned()
+        }
+        Ok(_) => match UnixStream::connect(socket) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => format!(
+                "permission denied: the exporter runs as uid {}, and the kubelet lets only root connect; run it as root (runAsUser: 0, or the Helm chart's runAsRoot=true)",
+                // SAFETY: getuid only reads the process's user id.
+                unsafe { libc::getuid() }
+            ),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                "nothing listens on it: is the kubelet running?".to_owned()
+            }
+            Err(e) => e.to_string(),
+            // It connects; the call itself failed (e.g. a kubelet without
+            // the v1 pod-resources API).
+            Ok(_) => error.to_owned(),
+        },
     }
 }
 

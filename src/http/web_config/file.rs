@@ -11,7 +11,10 @@ use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with tls_server_config, http_server_config or basic_auth_users"
+)]
 struct FileFormat {
     tls_server_config: Option<TlsFormat>,
     http_server_config: Option<HttpFormat>,
@@ -19,7 +22,10 @@ struct FileFormat {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of TLS settings (cert_file, key_file, client_auth_type, ...)"
+)]
 struct TlsFormat {
     cert_file: Option<String>,
     key_file: Option<String>,
@@ -36,7 +42,7 @@ struct TlsFormat {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with http2 or headers")]
 struct HttpFormat {
     /// Accepted for compatibility and ignored: the exporter serves HTTP/1.1 only.
     #[serde(rename = "http2")]
@@ -119,6 +125,13 @@ const CIPHER_SUITES: &[(&str, rustls::CipherSuite)] = {
         ),
     ]
 };
+
+/// Go's names of the TLS 1.3 suites.
+const TLS13_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
 
 /// Go's curve names and the key-exchange groups rustls offers with ring.
 const CURVES: &[(&str, rustls::NamedGroup)] = &[
@@ -299,7 +312,7 @@ fn tls_settings(tls: TlsFormat, base: &Path) -> Result<Option<TlsSettings>, Stri
         client_allowed_sans,
         min_version,
         max_version,
-        cipher_suites: named_list(tls.cipher_suites, "cipher_suites", cipher_suite)?,
+        cipher_suites: tls12_suites(tls.cipher_suites)?,
         curves: named_list(tls.curve_preferences, "curve_preferences", curve)?,
         prefer_server_cipher_suites: tls.prefer_server_cipher_suites.unwrap_or(true),
     }))
@@ -399,18 +412,36 @@ fn version(name: Option<&str>, key: &str) -> Result<Option<TlsVersion>, String> 
     }
 }
 
-fn cipher_suite(name: &str) -> Result<rustls::CipherSuite, String> {
+/// A TLS 1.2 suite by Go's name; `None` for a TLS 1.3 suite, which Go's
+/// crypto/tls (exporter-toolkit's) accepts in the list and ignores, as TLS
+/// 1.3 suites are not configurable.
+fn cipher_suite(name: &str) -> Result<Option<rustls::CipherSuite>, String> {
+    if TLS13_SUITES.contains(&name) {
+        return Ok(None);
+    }
     CIPHER_SUITES
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+        .map(|(_, s)| Some(*s))
         .ok_or_else(|| {
             let names: Vec<&str> = CIPHER_SUITES.iter().map(|(n, _)| *n).collect();
             format!(
-                "cipher suite {name:?} is not supported (rustls offers only AEAD suites with forward secrecy); use some of {}",
+                "cipher suite {name:?} is not supported: for TLS 1.2 rustls offers ECDHE suites with AES-GCM or ChaCha20-Poly1305 only; use some of {}",
                 names.join(", ")
             )
         })
+}
+
+/// The TLS 1.2 suites of `cipher_suites`, TLS 1.3 names left out.
+fn tls12_suites(names: Option<Vec<String>>) -> Result<Option<Vec<rustls::CipherSuite>>, String> {
+    let Some(suites) = named_list(names, "cipher_suites", cipher_suite)? else {
+        return Ok(None);
+    };
+    let tls12: Vec<_> = suites.into_iter().flatten().collect();
+    if tls12.is_empty() {
+        return Err("cipher_suites lists only TLS 1.3 suites, which are not configurable (as in Go); list TLS 1.2 suites too, or leave it out".to_owned());
+    }
+    Ok(Some(tls12))
 }
 
 fn curve(name: &str) -> Result<rustls::NamedGroup, String> {
@@ -460,6 +491,18 @@ mod tests {
         assert_eq!(config.users["prometheus"], HASH);
         assert_eq!(config.headers[0].0, "x-frame-options");
         assert_eq!(config.files().len(), 3);
+    }
+
+    #[test]
+    fn tls13_suite_names_are_accepted_and_ignored_as_in_go() {
+        let config = parse_ok(
+            "tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]}\n",
+        );
+        let suites = config.tls.unwrap().cipher_suites.unwrap();
+        assert_eq!(
+            suites,
+            [rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+        );
     }
 
     #[test]
@@ -525,6 +568,11 @@ mod tests {
                 "nosniff",
             ),
             ("basic_auth_users:\n  alice: secret\n", "not a bcrypt hash"),
+            ("tls_server_config: [\n", "a mapping of TLS settings"),
+            (
+                "tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_AES_128_GCM_SHA256]}\n",
+                "only TLS 1.3 suites",
+            ),
             ("basic_auth_users: [alice]\n", "invalid type"),
         ] {
             let error = parse_err(text);
