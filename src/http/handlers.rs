@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) http: Arc<HttpStats>,
     pub(crate) started: SystemTime,
     pub(crate) telemetry_path: String,
+    /// Fields of the `--dcgm.counters` file this exporter does not provide.
+    pub(crate) dcgm_skipped_fields: Vec<String>,
 }
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
@@ -103,7 +105,11 @@ fn current_health(state: &AppState) -> Health {
         })
         .collect();
     let gpu = state.gpu.get();
-    health::health(gpu.as_deref(), collectors, state.interval)
+    let mut health = health::health(gpu.as_deref(), collectors, state.interval);
+    health
+        .dcgm_skipped_fields
+        .clone_from(&state.dcgm_skipped_fields);
+    health
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
