@@ -76,15 +76,23 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-/// The output format `--metrics.format` asks for.
-fn format(options: &Options) -> Arc<dyn Format> {
-    match options.metrics_format {
-        MetricsFormat::Native => Arc::new(Native),
-        // Hostname as in host_info: --host.name, else the kernel's.
-        MetricsFormat::Dcgm => Arc::new(dcgm::View::new(collector::host::hostname(
-            options.host_name.clone(),
-        ))),
-    }
+/// The output format `--metrics.format` asks for, and the fields of the
+/// `--dcgm.counters` file it skips (for `/health`).
+fn format(options: &Options) -> Result<(Arc<dyn Format>, Vec<String>), Failure> {
+    let counters = match (options.metrics_format, &options.dcgm_counters) {
+        (MetricsFormat::Native, path) => {
+            if path.is_some() {
+                warn!("--dcgm.counters has no effect without --metrics.format=dcgm");
+            }
+            return Ok((Arc::new(Native), Vec::new()));
+        }
+        (MetricsFormat::Dcgm, None) => dcgm::counters::Counters::default(),
+        (MetricsFormat::Dcgm, Some(path)) => dcgm::counters::read(path).map_err(Failure::Config)?,
+    };
+    let skipped = counters.skipped.iter().map(|n| n.field.clone()).collect();
+    // Hostname as in host_info: --host.name, else the kernel's.
+    let hostname = collector::host::hostname(options.host_name.clone());
+    Ok((Arc::new(dcgm::View::new(hostname, counters)), skipped))
 }
 
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
@@ -96,6 +104,7 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         None => Web::plain(http.clone()),
     };
     let web = Arc::new(web);
+    let (output, dcgm_skipped_fields) = format(&options)?;
     let tls = web.current().tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,7 +128,7 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
     }
     let collectors = collector::start(&options.collectors(enabled), &shared)?;
     let running_collectors: Vec<&str> = collectors.iter().map(|(name, _)| *name).collect();
-    let (slots, running) = collection_loop::start(collectors, interval, format(&options))?;
+    let (slots, running) = collection_loop::start(collectors, interval, output)?;
 
     let state = Arc::new(AppState {
         slots,
@@ -132,6 +141,7 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         started: SystemTime::now(),
         telemetry_path: options.telemetry_path.clone(),
         http,
+        dcgm_skipped_fields,
     });
     web.watch()
         .map_err(|e| format!("cannot start watching the web config file: {e}"))?;

@@ -221,6 +221,13 @@ pub(crate) struct Options {
     #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, ignore_case = true, default_value_t = MetricsFormat::Native)]
     pub(crate) metrics_format: MetricsFormat,
 
+    /// dcgm-exporter's counters file (CSV: DCGM field, Prometheus type, help)
+    /// for --metrics.format=dcgm: serve the fields it lists that this
+    /// exporter provides, in its order, with its help texts [default: every
+    /// field, as deploy/dcgm/default-counters.csv].
+    #[arg(long = "dcgm.counters", env = "SIE_DCGM_COUNTERS")]
+    pub(crate) dcgm_counters: Option<PathBuf>,
+
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",

@@ -42,6 +42,8 @@ pub(crate) struct AppState {
     pub(crate) http: Arc<HttpStats>,
     pub(crate) started: SystemTime,
     pub(crate) telemetry_path: String,
+    /// Fields of the `--dcgm.counters` file this exporter does not provide.
+    pub(crate) dcgm_skipped_fields: Vec<String>,
 }
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
@@ -103,7 +105,11 @@ fn current_health(state: &AppState) -> Health {
         })
         .collect();
     let gpu = state.gpu.get();
-    health::health(gpu.as_deref(), collectors)
+    let mut health = health::health(gpu.as_deref(), collectors);
+    health
+        .dcgm_skipped_fields
+        .clone_from(&state.dcgm_skipped_fields);
+    health
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {

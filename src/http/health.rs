@@ -19,6 +19,10 @@ pub(crate) struct Health {
     /// ECC events are watched.
     pub(crate) gpus: Vec<GpuState>,
     pub(crate) collectors: Vec<CollectorHealth>,
+    /// Fields of the `--dcgm.counters` file that this exporter does not
+    /// provide, skipped; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) dcgm_skipped_fields: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +84,7 @@ pub(crate) fn health(gpu: Option<&GpuStatus>, collectors: Vec<CollectorHealth>) 
         gpus_lost: gpu.map_or(0, GpuStatus::gpus_lost),
         gpus: gpu.map(|g| g.gpus.clone()).unwrap_or_default(),
         collectors,
+        dcgm_skipped_fields: Vec::new(),
     }
 }
 

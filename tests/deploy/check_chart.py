@@ -78,6 +78,9 @@ CASES = {
     "extras": (EXTRA_VALUES, []),
     "dashboard": ({"dashboard": {"enabled": True}}, []),
     "release-name": ({}, ["--name-template", "gpu"]),
+    # dcgm-exporter's chart's ConfigMap, and the GPU Operator's key.
+    "dcgm": ({"dcgm": {"countersConfigMap": "exporter-metrics-config-map"}}, OPERATOR),
+    "dcgm-operator-key": ({"dcgm": {"countersConfigMap": "dcgm-metrics", "countersKey": "dcgm-metrics.csv"}}, []),
 }
 # The kustomize variant each chart rendering must equal in substance.
 KUSTOMIZE = {
@@ -268,6 +271,7 @@ def check_cases(rendered):
         "operator-off": plain, "monitor-only": plain | {"ServiceMonitor"}, "tls": plain | operator,
         "processes": plain | operator, "nvidia-runtime": plain | operator, "extras": plain,
         "dashboard": plain | {"ConfigMap"}, "release-name": plain,
+        "dcgm": plain | operator, "dcgm-operator-key": plain,
     }
     for case, objects in rendered.items():
         check(kinds(objects) == expected_kinds[case], f"{case}: kinds {sorted(kinds(objects))}")
@@ -322,6 +326,25 @@ def check_cases(rendered):
     check(text == DASHBOARD.read_text().rstrip("\n"), "dashboard: ConfigMap differs from deploy/grafana/dashboard.json")
     print(f"dashboard: ConfigMap {configmap['metadata']['name']} holds deploy/grafana/dashboard.json ({len(text)} bytes)")
 
+    for case, key in (("dcgm", "metrics"), ("dcgm-operator-key", "dcgm-metrics.csv")):
+        values = CASES[case][0]
+        _, pod, container = check_hardening(rendered[case], case, values)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        check(env.get("SIE_METRICS_FORMAT") == "dcgm", f"{case}: the dcgm view, through the environment (a flag in extraArgs overrides it)")
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "dcgm-counters"]
+        check(volume["configMap"]["name"] == values["dcgm"]["countersConfigMap"], f"{case}: the ConfigMap named")
+        (item,) = volume["configMap"]["items"]
+        check(item["key"] == key, f"{case}: ConfigMap key {item['key']}, expected {key}")
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "dcgm-counters"]
+        path = f"{mount['mountPath']}/{item['path']}"
+        check(f"--dcgm.counters={path}" in container["args"], f"{case}: --dcgm.counters names the mounted file {path}")
+    for case in CASES:
+        if "dcgm" not in CASES[case][0]:
+            _, pod, container = check_hardening(rendered[case], case, CASES[case][0])
+            check(not any(a.startswith("--dcgm.") for a in container["args"]) and "SIE_METRICS_FORMAT" not in {e["name"] for e in container["env"]},
+                  f"{case}: no dcgm view unless asked")
+    print("dcgm: the counters ConfigMap (key metrics, or the GPU Operator's) mounted read-only, --dcgm.counters names it, SIE_METRICS_FORMAT=dcgm")
+
     gpu = rendered["release-name"]
     check(only(gpu, "DaemonSet")["metadata"]["name"] == f"gpu-{NAME}", "release gpu: object names")
     check(only(gpu, "Service")["metadata"]["labels"]["app.kubernetes.io/name"] == NAME, "release gpu: same name label (job)")
@@ -346,7 +369,8 @@ def check_sources():
 def check_schema(helm, tmp):
     for setting, words in (("port=abc", ["port", "integer"]), ("nosuchkey=1", ["nosuchkey"]),
                            ("serviceMonitor.enabled=maybe", ["enabled", "boolean"]),
-                           ("hostNetwork=1", ["hostNetwork", "boolean"]), ("extraArgs=--x", ["extraArgs", "array"])):
+                           ("hostNetwork=1", ["hostNetwork", "boolean"]), ("extraArgs=--x", ["extraArgs", "array"]),
+                           ("dcgm.countersConfigMap=Bad_Name", ["countersConfigMap"]), ("dcgm.countersKey=a/b", ["countersKey"])):
         out = run([helm, "template", NAME, str(CHART), "--set", setting])
         message = out.stderr.lower()
         check(out.returncode != 0 and "schema" in message and all(w.lower() in message for w in words),

@@ -14,7 +14,8 @@ pub(super) type Labels = Vec<(&'static str, String)>;
 /// instance and the pod that holds the GPU or instance.
 pub(super) struct Labeller<'a> {
     hostname: &'a str,
-    driver_version: &'a str,
+    /// None when the counters file has no `DCGM_FI_DRIVER_VERSION` label row.
+    driver_version: Option<&'a str>,
     /// By GPU UUID: PCI bus ID and model name.
     gpus: HashMap<&'a str, (&'a str, &'a str)>,
     /// By GPU UUID, then GPU instance: the MIG profile.
@@ -36,6 +37,7 @@ impl<'a> Labeller<'a> {
     pub(super) fn new(
         inventory: &'a GpuInventory,
         hostname: &'a str,
+        driver_version: bool,
         allocations: &'a [GpuAllocation],
     ) -> Self {
         let gpus = inventory
@@ -77,7 +79,7 @@ impl<'a> Labeller<'a> {
         }
         Self {
             hostname,
-            driver_version: &inventory.driver_version,
+            driver_version: driver_version.then_some(inventory.driver_version.as_str()),
             gpus,
             profiles,
             pods,
@@ -104,7 +106,9 @@ impl<'a> Labeller<'a> {
         if !self.hostname.is_empty() {
             labels.push(("Hostname", self.hostname.to_owned()));
         }
-        labels.push((DRIVER_VERSION_LABEL, self.driver_version.to_owned()));
+        if let Some(version) = self.driver_version {
+            labels.push((DRIVER_VERSION_LABEL, version.to_owned()));
+        }
         let mut others = extra;
         if let Some(allocation) = at(&self.pods, uuid, gpu_instance) {
             others.push(("container", allocation.container.clone()));

@@ -6,10 +6,13 @@
 //! percent, mJ, `UUID`, `modelName`) rather than Prometheus' base units.
 //!
 //! The fields are one table, [`fields::FIELDS`] (like dcgm-exporter's
-//! `default-counters.csv`, plus where each value comes from); a field's
-//! series are labelled from the typed facts of the collections
-//! ([`labels`]). `docs/dcgm-compatibility.md` documents it.
+//! `default-counters.csv`, plus where each value comes from); which of them
+//! are served, in which order, with which type and help, is
+//! [`counters::Counters`]: all of them by default, or those a counters file
+//! lists. A field's series are labelled from the typed facts of the
+//! collections ([`labels`]). `docs/dcgm-compatibility.md` documents it.
 
+pub(crate) mod counters;
 pub(crate) mod fields;
 mod labels;
 #[cfg(test)]
@@ -24,13 +27,16 @@ use crate::collector::facts::GpuAllocation;
 use crate::collector::{Collection, Latest};
 use crate::metrics::catalogue::Section;
 use crate::metrics::exposition::{Families, Sample, Samples};
-use fields::{Conversion, FIELDS, Field, xid_name};
+use counters::Counters;
+use fields::{Conversion, DRIVER_VERSION_LABEL, Field, xid_name};
 use labels::{Labeller, Labels};
 
 /// The dcgm view of the collections: converts each GPU collection's native
 /// samples, keeping what a conversion needs from earlier collections.
 pub(crate) struct View {
     hostname: String,
+    /// The fields served and the labels added.
+    counters: Counters,
     /// From the pods collector's latest collection: its thread is not the GPU
     /// collector's, so the join happens when a GPU collection is converted,
     /// with the allocations at most one interval old (as in the native view,
@@ -40,12 +46,12 @@ pub(crate) struct View {
 }
 
 /// The value and time of each rate's counter, by field and series.
-type Counters = HashMap<(&'static str, Key), (f64, Instant)>;
+type Rates = HashMap<(&'static str, Key), (f64, Instant)>;
 
 /// What conversions remember between GPU collections.
 #[derive(Default)]
 struct State {
-    counters: Counters,
+    counters: Rates,
     /// Previous XID counts and the last XID, by GPU UUID.
     xids: HashMap<String, Xids>,
 }
@@ -95,9 +101,16 @@ impl Format for View {
         }
         if let Some(inventory) = &collection.gpus {
             let allocations = self.allocations.get().unwrap_or_default();
-            let labels = Labeller::new(inventory, &self.hostname, &allocations);
+            let driver_version = self.counters.labels.contains(&DRIVER_VERSION_LABEL);
+            let labels = Labeller::new(inventory, &self.hostname, driver_version, &allocations);
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let families = convert(&collection.samples, &labels, &mut state, taken);
+            let families = convert(
+                &self.counters,
+                &collection.samples,
+                &labels,
+                &mut state,
+                taken,
+            );
             text.push_str(&families.encode());
         }
         text
@@ -105,21 +118,31 @@ impl Format for View {
 }
 
 impl View {
-    /// `hostname` is the `Hostname` label of every series (none when empty).
-    pub(crate) fn new(hostname: String) -> Self {
+    /// `hostname` is the `Hostname` label of every series (none when empty);
+    /// `counters` the fields to serve.
+    pub(crate) fn new(hostname: String, counters: Counters) -> Self {
         Self {
             hostname,
+            counters,
             allocations: Latest::default(),
             state: Mutex::new(State::default()),
         }
     }
 }
 
-/// Every field's series from one GPU collection's samples.
-fn convert(samples: &Samples, labels: &Labeller, state: &mut State, now: Instant) -> Families {
-    let mut counters = Counters::new();
+/// Every served field's series from one GPU collection's samples, in the
+/// order of `served`.
+fn convert(
+    served: &Counters,
+    samples: &Samples,
+    labels: &Labeller,
+    state: &mut State,
+    now: Instant,
+) -> Families {
+    let mut counters = Rates::new();
     let mut families = Families::default();
-    for field in FIELDS {
+    for served in &served.fields {
+        let field = served.field;
         let series: Vec<Series> = match field.conversion {
             Conversion::LastXid => last_xids(samples, field, &mut state.xids),
             _ => sums(samples, field)
@@ -130,7 +153,7 @@ fn convert(samples: &Samples, labels: &Labeller, state: &mut State, now: Instant
                 })
                 .collect(),
         };
-        families.family(field.name, field.help, field.kind);
+        families.family(field.name, &served.help, served.kind);
         for (key, extra, value) in series {
             let labels = labels.of(&key.gpu, &key.uuid, &key.gpu_instance, extra);
             let labels = labels.iter().map(|(name, value)| (*name, value.as_str()));
@@ -160,8 +183,8 @@ fn converted(
     field: &Field,
     key: &Key,
     sum: f64,
-    previous: &Counters,
-    current: &mut Counters,
+    previous: &Rates,
+    current: &mut Rates,
     now: Instant,
 ) -> Option<f64> {
     match field.conversion {

@@ -66,7 +66,11 @@ fn gpu_readings_become_dcgm_fields_with_dcgm_labels_and_units() {
     s.add(&TEMPERATURE, &["0", UUID], 41.0);
     s.add(&UTILIZATION, &["0", UUID], 0.29);
     s.add(&MEMORY_USED, &["0", UUID], 2.5 * MIB + 7.0);
-    let text = render(&View::new("node-1".into()), &gpu(s), Instant::now());
+    let text = render(
+        &View::new("node-1".into(), Counters::default()),
+        &gpu(s),
+        Instant::now(),
+    );
     let labels = "gpu=\"0\",UUID=\"GPU-a\",pci_bus_id=\"00000000:10:00.0\",device=\"nvidia0\",\
                   modelName=\"NVIDIA A100-SXM4-80GB\",Hostname=\"node-1\",DCGM_FI_DRIVER_VERSION=\"550.54.15\"";
     let expected = format!(
@@ -88,7 +92,7 @@ fn gpu_readings_become_dcgm_fields_with_dcgm_labels_and_units() {
 
 #[test]
 fn other_collectors_contribute_nothing_and_pods_label_the_gpu_series() {
-    let view = View::new(String::new());
+    let view = View::new(String::new(), Counters::default());
     let mut errors = Samples::default();
     errors.add(&catalogue::POD_RESOURCES_ERRORS, &[], 2.0);
     let held = [
@@ -124,7 +128,7 @@ fn other_collectors_contribute_nothing_and_pods_label_the_gpu_series() {
 
 #[test]
 fn counters_become_rates_between_consecutive_collections() {
-    let view = View::new("h".into());
+    let view = View::new("h".into(), Counters::default());
     let start = Instant::now();
     let collection = |tx: f64, nvlink: f64| {
         let mut s = Samples::default();
@@ -170,7 +174,7 @@ fn counters_become_rates_between_consecutive_collections() {
 
 #[test]
 fn xid_errors_report_the_xid_whose_count_increased_last() {
-    let view = View::new("h".into());
+    let view = View::new("h".into(), Counters::default());
     let collection = |counts: &[(&str, f64)]| {
         let mut s = Samples::default();
         for (xid, count) in counts {
@@ -226,7 +230,7 @@ fn xid_errors_report_the_xid_whose_count_increased_last() {
 
 #[test]
 fn mig_instances_carry_their_profile_and_the_pod_holding_them() {
-    let view = View::new("h".into());
+    let view = View::new("h".into(), Counters::default());
     let held = [("MIG-x", "ml", "infer", "server")];
     view.render(&pods(&held, Samples::default()), Instant::now());
     let mut s = Samples::default();
@@ -253,6 +257,32 @@ fn mig_instances_carry_their_profile_and_the_pod_holding_them() {
                  container=\"server\",namespace=\"ml\",pod=\"infer\"}} 0.5"
             ),
         ]
+    );
+}
+
+#[test]
+fn a_counters_file_chooses_the_fields_their_order_help_and_labels() {
+    let file = "DCGM_FI_DEV_GPU_UTIL, counter, Utilization (in %).\n\
+                DCGM_FI_DEV_SM_CLOCK, gauge, SM clock (in MHz).\n";
+    let counters = counters::parse(file.as_bytes()).unwrap();
+    let mut s = Samples::default();
+    s.add(&CLOCK, &["0", UUID, "sm"], 1.41e9);
+    s.add(&TEMPERATURE, &["0", UUID], 41.0);
+    s.add(&UTILIZATION, &["0", UUID], 0.29);
+    let text = render(&View::new("n".into(), counters), &gpu(s), Instant::now());
+    // No driver version without its label row; the temperature is not listed.
+    let labels = "gpu=\"0\",UUID=\"GPU-a\",pci_bus_id=\"00000000:10:00.0\",device=\"nvidia0\",\
+                  modelName=\"NVIDIA A100-SXM4-80GB\",Hostname=\"n\"";
+    assert_eq!(
+        text,
+        format!(
+            "# HELP DCGM_FI_DEV_GPU_UTIL Utilization (in %).\n\
+             # TYPE DCGM_FI_DEV_GPU_UTIL counter\n\
+             DCGM_FI_DEV_GPU_UTIL{{{labels}}} 29\n\
+             # HELP DCGM_FI_DEV_SM_CLOCK SM clock (in MHz).\n\
+             # TYPE DCGM_FI_DEV_SM_CLOCK gauge\n\
+             DCGM_FI_DEV_SM_CLOCK{{{labels}}} 1410\n"
+        )
     );
 }
 
