@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tracing::level_filters::LevelFilter;
 use tracing::{info, warn};
 
-use crate::collector::{self, COLLECTORS, Shared};
+use crate::collector::{self, COLLECTORS, Shared, Wanted};
 use crate::config::{self, Command, LogFormat, LogLevel, MetricsFormat, Options};
 use crate::http::stats::HttpStats;
 use crate::http::web_config::Web;
@@ -76,23 +76,43 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-/// The output format `--metrics.format` asks for, and the fields of the
-/// `--dcgm.counters` file it skips (for `/health`).
-fn format(options: &Options) -> Result<(Arc<dyn Format>, Vec<String>), Failure> {
-    let counters = match (options.metrics_format, &options.dcgm_counters) {
+/// What `--metrics.format`, `--dcgm.counters` and the metric filters ask
+/// the output for.
+struct Output {
+    format: Arc<dyn Format>,
+    /// The native metrics the output serves, for the collectors.
+    wanted: Wanted,
+    /// The fields of the `--dcgm.counters` file it skips (for `/health`).
+    dcgm_skipped_fields: Vec<String>,
+}
+
+fn output(options: &Options) -> Result<Output, Failure> {
+    let filter = options.metric_filter();
+    let mut counters = match (options.metrics_format, &options.dcgm_counters) {
         (MetricsFormat::Native, path) => {
             if path.is_some() {
                 warn!("--dcgm.counters has no effect without --metrics.format=dcgm");
             }
-            return Ok((Arc::new(Native), Vec::new()));
+            let native = Native(filter);
+            return Ok(Output {
+                wanted: native.wanted(),
+                format: Arc::new(native),
+                dcgm_skipped_fields: Vec::new(),
+            });
         }
         (MetricsFormat::Dcgm, None) => dcgm::counters::Counters::default(),
         (MetricsFormat::Dcgm, Some(path)) => dcgm::counters::read(path).map_err(Failure::Config)?,
     };
-    let skipped = counters.skipped.iter().map(|n| n.field.clone()).collect();
+    counters.fields.retain(|served| filter.keeps(served.field.name));
+    let dcgm_skipped_fields = counters.skipped.iter().map(|n| n.field.clone()).collect();
     // Hostname as in host_info: --host.name, else the kernel's.
     let hostname = collector::host::hostname(options.host_name.clone());
-    Ok((Arc::new(dcgm::View::new(hostname, counters)), skipped))
+    let view = dcgm::View::new(hostname, counters);
+    Ok(Output {
+        wanted: view.wanted(),
+        format: Arc::new(view),
+        dcgm_skipped_fields,
+    })
 }
 
 /// Runs the exporter until SIGTERM or SIGINT. The error says what failed to start.
@@ -104,7 +124,7 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         None => Web::plain(http.clone()),
     };
     let web = Arc::new(web);
-    let (output, dcgm_skipped_fields) = format(&options)?;
+    let output = output(&options)?;
     let tls = web.current().tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -126,9 +146,10 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
             "no collector runs (--collector.disable-defaults without any --collector.<name>); /metrics serves the exporter's own metrics only"
         );
     }
-    let collectors = collector::start(&options.collectors(enabled), &shared)?;
+    let config = options.collectors(enabled, output.wanted);
+    let collectors = collector::start(&config, &shared)?;
     let running_collectors: Vec<&str> = collectors.iter().map(|(name, _)| *name).collect();
-    let (slots, running) = collection_loop::start(collectors, interval, output)?;
+    let (slots, running) = collection_loop::start(collectors, interval, output.format)?;
 
     let state = Arc::new(AppState {
         slots,
@@ -141,7 +162,8 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         started: SystemTime::now(),
         telemetry_path: options.telemetry_path.clone(),
         http,
-        dcgm_skipped_fields,
+        dcgm_skipped_fields: output.dcgm_skipped_fields,
+        metric_filter: options.metric_filter(),
     });
     web.watch()
         .map_err(|e| format!("cannot start watching the web config file: {e}"))?;

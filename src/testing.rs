@@ -10,11 +10,12 @@ use bytes::Bytes;
 
 use crate::collector::gpu::GpuCollector;
 use crate::collector::host::HostCollector;
-use crate::collector::{self, CollectError, Latest, Shared};
+use crate::collector::{self, CollectError, Latest, Shared, Wanted};
 use crate::http::scrape::{ExporterMetrics, scrape};
 use crate::http::stats::HttpStats;
 use crate::metrics::catalogue;
 use crate::metrics::exposition::Samples;
+use crate::metrics::filter::MetricFilter;
 use crate::publish::dcgm::fields::FIELDS;
 use crate::publish::{Native, Outcome, Slot, publish};
 use crate::selfmetrics::BuildInfo;
@@ -45,7 +46,8 @@ impl Collector {
 
     /// The host collector.
     pub fn host() -> Self {
-        Self(Box::new(HostCollector::new(None).expect("host statistics")))
+        let host = HostCollector::new(None, Wanted::all());
+        Self(Box::new(host.expect("host statistics")))
     }
 
     /// One collection; the error says why the source could not be read.
@@ -91,7 +93,8 @@ impl Scrape {
                     errors_total: 0,
                 };
                 let latest = Arc::new(Latest::default());
-                latest.set(publish(&Native, &collection.0, Instant::now(), outcome));
+                let native = Native(MetricFilter::default());
+                latest.set(publish(&native, &collection.0, Instant::now(), outcome));
                 Slot { name, latest }
             })
             .collect();

@@ -4,7 +4,7 @@ use sysinfo::{Disks, Networks, System};
 
 use std::sync::Arc;
 
-use super::{CollectError, Collection, Collector, Config, Shared, Started};
+use super::{CollectError, Collection, Collector, Config, Shared, Started, Wanted};
 use crate::metrics::catalogue::*;
 use crate::metrics::exposition::Samples;
 
@@ -53,13 +53,27 @@ pub(crate) struct HostCollector {
     system: System,
     disks: Disks,
     networks: Networks,
+    /// What the output serves: sources nothing is served from are not read.
+    wanted: Wanted,
 }
 
 pub(super) fn start(config: &Config, _: &Arc<Shared>) -> Started {
-    let host = HostCollector::new(config.host_name.clone())
+    let host = HostCollector::new(config.host_name.clone(), config.wanted.clone())
         .map_err(|e| format!("cannot read host statistics: {e}"))?;
     Ok(Some(Box::new(host)))
 }
+
+/// What each refresh of sysinfo is read for.
+const CPU_METRICS: &[&Metric] = &[&HOST_CPU_USAGE];
+const MEMORY_METRICS: &[&Metric] = &[
+    &HOST_MEMORY_TOTAL,
+    &HOST_MEMORY_AVAILABLE,
+    &HOST_MEMORY_USED,
+    &HOST_SWAP_TOTAL,
+    &HOST_SWAP_USED,
+];
+const FILESYSTEM_METRICS: &[&Metric] = &[&HOST_FILESYSTEM_SIZE, &HOST_FILESYSTEM_AVAIL];
+const NETWORK_METRICS: &[&Metric] = &[&HOST_NETWORK_RECEIVE, &HOST_NETWORK_TRANSMIT];
 
 /// The host's name as exported: `configured` (e.g. the Kubernetes node name
 /// inside a pod), else the kernel's.
@@ -71,7 +85,7 @@ pub(crate) fn hostname(configured: Option<String>) -> String {
 
 impl HostCollector {
     /// `configured` replaces the kernel's host name in `host_info`.
-    pub(crate) fn new(configured: Option<String>) -> Result<Self, sysinfo::Error> {
+    pub(crate) fn new(configured: Option<String>, wanted: Wanted) -> Result<Self, sysinfo::Error> {
         let identity = HostIdentity {
             hostname: hostname(configured),
             os: System::name().unwrap_or_default(),
@@ -83,16 +97,26 @@ impl HostCollector {
             system: System::new()?,
             disks: Disks::new()?,
             networks: Networks::new()?,
+            wanted,
         })
     }
 }
 
 impl Collector for HostCollector {
     fn collect(&mut self, collection: &mut Collection) -> Result<(), CollectError> {
-        self.system.refresh_cpu_usage();
-        self.system.refresh_memory();
-        self.disks.refresh(true);
-        self.networks.refresh(true);
+        let wanted = &self.wanted;
+        if wanted.any(CPU_METRICS) {
+            self.system.refresh_cpu_usage();
+        }
+        if wanted.any(MEMORY_METRICS) {
+            self.system.refresh_memory();
+        }
+        if wanted.any(FILESYSTEM_METRICS) {
+            self.disks.refresh(true);
+        }
+        if wanted.any(NETWORK_METRICS) {
+            self.networks.refresh(true);
+        }
         let out = &mut collection.samples;
         let read = self.add_system(out);
         self.add_filesystems(out);

@@ -13,10 +13,12 @@ pub(crate) mod processes;
 pub(crate) mod shared;
 pub(crate) mod status;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::catalogue::{Metric, Section};
 use crate::metrics::exposition::Samples;
 use facts::{GpuAllocation, GpuInventory};
 pub(crate) use shared::{Latest, Shared};
@@ -51,11 +53,40 @@ pub(crate) struct Collection {
     pub(crate) allocations: Option<Vec<GpuAllocation>>,
 }
 
+/// The metrics the output serves, so that a collector can skip a read all
+/// of whose metrics are left out (`--metrics.exclude`, or a format that
+/// serves few). The exporter's own metrics are always wanted.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Wanted(Option<Arc<HashSet<&'static str>>>);
+
+impl Wanted {
+    /// Every metric.
+    pub(crate) fn all() -> Self {
+        Self(None)
+    }
+
+    /// The metrics named.
+    pub(crate) fn only(names: impl IntoIterator<Item = &'static str>) -> Self {
+        Self(Some(Arc::new(names.into_iter().collect())))
+    }
+
+    /// Whether any of `metrics` is wanted: a read that yields them is worth its call.
+    pub(crate) fn any(&self, metrics: &[&Metric]) -> bool {
+        metrics.iter().any(|m| self.wants(m))
+    }
+
+    pub(crate) fn wants(&self, metric: &Metric) -> bool {
+        metric.section == Section::Exporter || self.0.as_ref().is_none_or(|w| w.contains(metric.name))
+    }
+}
+
 /// What collectors are configured with: plain values, whatever set them.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// Names of the collectors to run.
     pub(crate) enabled: Vec<&'static str>,
+    /// The metrics the output serves.
+    pub(crate) wanted: Wanted,
     pub(crate) interval: Duration,
     /// Where `libnvidia-ml.so.1` is loaded from; the loader's search otherwise.
     pub(crate) nvml_library: Option<PathBuf>,

@@ -17,6 +17,7 @@ use crate::collector;
 use crate::collector::pods::DEFAULT_SOCKET;
 use crate::collector::processes::containers::DEFAULT_STATE_DIRS;
 use crate::http::{Limits, ListenAddress, ServerOptions};
+use crate::metrics::filter::{MetricFilter, Pattern};
 use crate::selfmetrics::BuildInfo;
 use values::{parse_interval, parse_telemetry_path, parse_timeout, parse_url};
 
@@ -228,6 +229,18 @@ pub(crate) struct Options {
     #[arg(long = "dcgm.counters", env = "SIE_DCGM_COUNTERS")]
     pub(crate) dcgm_counters: Option<PathBuf>,
 
+    /// Serve only the metric families whose whole name matches this regular
+    /// expression (RE2 syntax, as in Prometheus' relabelling), in the names
+    /// of --metrics.format; the exporter's own metrics are always served.
+    #[arg(long = "metrics.include", env = "SIE_METRICS_INCLUDE", value_parser = Pattern::parse)]
+    pub(crate) metrics_include: Option<Pattern>,
+
+    /// Leave out the metric families whose whole name matches this regular
+    /// expression; what is left out is not read from NVML where it has a
+    /// call of its own.
+    #[arg(long = "metrics.exclude", env = "SIE_METRICS_EXCLUDE", value_parser = Pattern::parse)]
+    pub(crate) metrics_exclude: Option<Pattern>,
+
     /// Run only the collectors enabled explicitly with --collector.<name>.
     #[arg(
         long = "collector.disable-defaults",
@@ -324,10 +337,24 @@ pub(crate) enum LogFormat {
 }
 
 impl Options {
-    /// The collectors' configuration; `enabled` from the `--collector.*` flags.
-    pub(crate) fn collectors(&self, enabled: Vec<&'static str>) -> collector::Config {
+    /// The metric filter of `--metrics.include` and `--metrics.exclude`.
+    pub(crate) fn metric_filter(&self) -> MetricFilter {
+        MetricFilter {
+            include: self.metrics_include.clone(),
+            exclude: self.metrics_exclude.clone(),
+        }
+    }
+
+    /// The collectors' configuration; `enabled` from the `--collector.*`
+    /// flags, `wanted` the metrics the output serves.
+    pub(crate) fn collectors(
+        &self,
+        enabled: Vec<&'static str>,
+        wanted: collector::Wanted,
+    ) -> collector::Config {
         collector::Config {
             enabled,
+            wanted,
             interval: self.collect_interval,
             nvml_library: self.nvml_library.clone(),
             host_name: self.host_name.clone(),

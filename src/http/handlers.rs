@@ -16,6 +16,7 @@ use super::scrape::{self, ExporterMetrics};
 use super::stats::HttpStats;
 use crate::collector::Latest;
 use crate::collector::status::GpuStatus;
+use crate::metrics::filter::MetricFilter;
 use crate::metrics::gzip;
 use crate::metrics::labels::HttpEncoding;
 use crate::publish::Slot;
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) telemetry_path: String,
     /// Fields of the `--dcgm.counters` file this exporter does not provide.
     pub(crate) dcgm_skipped_fields: Vec<String>,
+    /// `--metrics.include` and `--metrics.exclude`, for `/health`.
+    pub(crate) metric_filter: MetricFilter,
 }
 
 pub(super) fn router(state: Arc<AppState>) -> Router {
@@ -109,6 +112,7 @@ fn current_health(state: &AppState) -> Health {
     health
         .dcgm_skipped_fields
         .clone_from(&state.dcgm_skipped_fields);
+    health.metric_filters = health::MetricFilters::of(&state.metric_filter);
     health
 }
 

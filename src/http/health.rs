@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::status::{GpuState, GpuStatus};
+use crate::metrics::filter::MetricFilter;
 use crate::publish::{self, Outcome};
 
 #[derive(Debug, Serialize)]
@@ -23,6 +24,26 @@ pub(crate) struct Health {
     /// provide, skipped; left out when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) dcgm_skipped_fields: Vec<String>,
+    /// `--metrics.include` and `--metrics.exclude`; left out when neither is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metric_filters: Option<MetricFilters>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MetricFilters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) include: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) exclude: Option<String>,
+}
+
+impl MetricFilters {
+    pub(crate) fn of(filter: &MetricFilter) -> Option<Self> {
+        (!filter.is_empty()).then(|| Self {
+            include: filter.include.as_ref().map(ToString::to_string),
+            exclude: filter.exclude.as_ref().map(ToString::to_string),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +106,7 @@ pub(crate) fn health(gpu: Option<&GpuStatus>, collectors: Vec<CollectorHealth>) 
         gpus: gpu.map(|g| g.gpus.clone()).unwrap_or_default(),
         collectors,
         dcgm_skipped_fields: Vec::new(),
+        metric_filters: None,
     }
 }
 

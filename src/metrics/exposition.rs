@@ -78,7 +78,12 @@ impl Samples {
     /// The samples as Prometheus text, one family per metric, families sorted
     /// by name.
     pub(crate) fn encode(&self) -> String {
-        let mut samples: Vec<&Sample> = self.0.iter().collect();
+        self.encode_kept(|_| true)
+    }
+
+    /// As [`Samples::encode`], for the metrics `keep` keeps only.
+    pub(crate) fn encode_kept(&self, keep: impl Fn(&Metric) -> bool) -> String {
+        let mut samples: Vec<&Sample> = self.0.iter().filter(|s| keep(s.metric)).collect();
         // Stable: the samples of a family keep the order they were added in.
         samples.sort_by_key(|s| s.metric.name);
         let mut families = Families::default();

@@ -5,5 +5,6 @@
 
 pub(crate) mod catalogue;
 pub(crate) mod exposition;
+pub(crate) mod filter;
 pub(crate) mod gzip;
 pub(crate) mod labels;

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use flate2::Compress;
 
-use crate::collector::{Collection, Latest};
+use crate::collector::{Collection, Latest, Wanted};
+use crate::metrics::catalogue;
+use crate::metrics::filter::MetricFilter;
 use crate::metrics::gzip::{self, Segment};
 
 /// How a collection is written into `/metrics`.
@@ -24,12 +26,23 @@ pub(crate) trait Format: Send + Sync {
     fn render(&self, collection: &Collection, taken: Instant) -> String;
 }
 
-/// The native metrics, as the catalogue defines them.
-pub(crate) struct Native;
+/// The native metrics, as the catalogue defines them, less the families
+/// the filter leaves out.
+pub(crate) struct Native(pub(crate) MetricFilter);
 
 impl Format for Native {
     fn render(&self, collection: &Collection, _: Instant) -> String {
-        collection.samples.encode()
+        collection.samples.encode_kept(|m| self.0.keeps_metric(m))
+    }
+}
+
+impl Native {
+    /// The native metrics the filter keeps, for the collectors.
+    pub(crate) fn wanted(&self) -> Wanted {
+        if self.0.is_empty() {
+            return Wanted::all();
+        }
+        Wanted::only(catalogue::all().filter(|m| self.0.keeps_metric(m)).map(|m| m.name))
     }
 }
 

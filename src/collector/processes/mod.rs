@@ -20,7 +20,7 @@ use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use tracing::debug;
 
 use super::status::GpuState;
-use super::{CollectError, Collection, Collector, Config, Shared, Started};
+use super::{CollectError, Collection, Collector, Config, Shared, Started, Wanted};
 use crate::metrics::catalogue::*;
 use crate::metrics::exposition::Samples;
 use crate::metrics::labels::{NvmlPhase, ProcessType};
@@ -33,6 +33,7 @@ pub(super) fn start(config: &Config, shared: &Arc<Shared>) -> Started {
         procfs: config.procfs.clone(),
         container_state: config.container_state.clone(),
         last_seen: HashMap::new(),
+        wanted: config.wanted.clone(),
     })))
 }
 
@@ -43,6 +44,7 @@ struct ProcessCollector {
     /// Newest utilisation sample seen per GPU UUID, so that each collection
     /// asks NVML only for newer samples.
     last_seen: HashMap<String, u64>,
+    wanted: Wanted,
 }
 
 /// In the order of NVML's utilisation sample: SM, memory, encoder, decoder.
@@ -63,6 +65,11 @@ struct GpuProcess {
 
 impl Collector for ProcessCollector {
     fn collect(&mut self, out: &mut Collection) -> Result<(), CollectError> {
+        let mut metrics = vec![&PROCESS_MEMORY_USED];
+        metrics.extend(UTILIZATION);
+        if !self.wanted.any(&metrics) {
+            return Ok(());
+        }
         let Some(status) = self.shared.gpu.get() else {
             // Before the gpu collector's first collection there is nothing
             // to say yet.

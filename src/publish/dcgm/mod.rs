@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use super::Format;
 use crate::collector::facts::GpuAllocation;
-use crate::collector::{Collection, Latest};
+use crate::collector::{Collection, Latest, Wanted};
 use crate::metrics::catalogue::Section;
 use crate::metrics::exposition::{Families, Sample, Samples};
 use counters::Counters;
@@ -118,6 +118,13 @@ impl Format for View {
 }
 
 impl View {
+    /// The native metrics the served fields are computed from, for the
+    /// collectors: the view needs no other reading.
+    pub(crate) fn wanted(&self) -> Wanted {
+        let sources = self.counters.fields.iter().flat_map(|s| s.field.sources);
+        Wanted::only(sources.map(|metric| metric.name))
+    }
+
     /// `hostname` is the `Hostname` label of every series (none when empty);
     /// `counters` the fields to serve.
     pub(crate) fn new(hostname: String, counters: Counters) -> Self {
