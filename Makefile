@@ -9,7 +9,7 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export SIE_REVISION := $(REVISION)
 
-.PHONY: build run test test-rust test-gpu lint bench bench-resources bench-collectors bench-peers nvml-double
+.PHONY: build run test test-rust test-gpu lint bench bench-resources bench-collectors bench-series bench-peers nvml-double
 
 build:
 	$(CARGO) build --release
@@ -51,6 +51,11 @@ bench-resources: build nvml-double
 # Cost per collection of each collector, the opt-in processes collector included.
 bench-collectors: build nvml-double
 	benches/collectors.py target/release/system-info-exporter target/nvml-double/libnvidia-ml.so.1
+
+# Series per GPU and per 8-GPU node for each NVLink detail, with and without
+# GPM and processes, and the gzip body against gzip -9 (docs/deployment.md).
+bench-series: build nvml-double
+	benches/series.py target/release/system-info-exporter target/nvml-double/libnvidia-ml.so.1
 
 # This exporter against nginx serving its saved body, node_exporter,
 # nvitop-exporter and all-smi, where installed (docs/performance.md).

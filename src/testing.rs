@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::collector::gpu::GpuCollector;
+use crate::collector::gpu::{GpuCollector, NvlinkDetail};
 use crate::collector::host::HostCollector;
 use crate::collector::{self, CollectError, Latest, Shared, Wanted};
 use crate::http::scrape::{ExporterMetrics, scrape};
@@ -35,11 +35,21 @@ pub struct Collector(Box<dyn collector::Collector>);
 impl Collector {
     /// The GPU collector, loading NVML from `library`.
     pub fn gpu(library: &Path) -> Self {
+        Self::gpu_with(library, NvlinkDetail::default())
+    }
+
+    /// The GPU collector serving each NVLink link (`--collector.gpu.nvlink=links`).
+    pub fn gpu_with_nvlink_links(library: &Path) -> Self {
+        Self::gpu_with(library, NvlinkDetail::Links)
+    }
+
+    fn gpu_with(library: &Path, nvlink: NvlinkDetail) -> Self {
         let shared = Arc::new(Shared::default());
         let library = Some(library.as_os_str().to_owned());
         Self(Box::new(GpuCollector::new(
             library,
             Duration::from_secs(1),
+            nvlink,
             shared,
         )))
     }

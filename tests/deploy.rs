@@ -156,6 +156,8 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
         socket_arg,
         "--collect.interval=200ms".to_owned(),
         "--collector.processes".to_owned(),
+        // Per NVLink link, which also serves the links' state counts.
+        "--collector.gpu.nvlink=links".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));

@@ -244,30 +244,29 @@ fn reports_every_gpu_reading_in_base_units() {
     assert_eq!(s.find("nvidia_gpu_clock_event_active", &GPU0).len(), 9);
     assert_eq!(s.find("nvidia_gpu_throttled_seconds_total", &GPU1).len(), 8);
     assert_eq!(s.find("nvidia_gpu_recovery_action", &GPU1).len(), 5);
-    for (link, up, errors) in [
-        ("0", 1.0, [3.0, 0.0, 5.0, 0.0]),
-        ("1", 0.0, [0.0, 4.0, 0.0, 6.0]),
+    // NVLink by default: errors summed over the links, links counted by
+    // state (per link: tests/nvlink.rs).
+    for (kind, value) in [
+        ("crc_flit", 3.0),
+        ("crc_data", 4.0),
+        ("replay", 5.0),
+        ("recovery", 6.0),
     ] {
-        let labels = [GPU1[0], GPU1[1], ("link", link)];
+        let labels = [GPU1[0], GPU1[1], ("type", kind)];
         assert_eq!(
-            s.value("nvidia_gpu_nvlink_up", &labels),
-            Some(up),
-            "link {link}"
+            s.value("nvidia_gpu_nvlink_errors_total", &labels),
+            Some(value),
+            "{kind}"
         );
-        for (kind, value) in ["crc_flit", "crc_data", "replay", "recovery"]
-            .iter()
-            .zip(errors)
-        {
-            let labels = [GPU1[0], GPU1[1], ("link", link), ("type", kind)];
-            assert_eq!(
-                s.value("nvidia_gpu_nvlink_errors_total", &labels),
-                Some(value),
-                "link {link} {kind}"
-            );
-        }
     }
+    for (state, links) in [("active", 1.0), ("inactive", 1.0)] {
+        let labels = [GPU1[0], GPU1[1], ("state", state)];
+        assert_eq!(s.value("nvidia_gpu_nvlinks", &labels), Some(links));
+    }
+    assert!(!s.has("nvidia_gpu_nvlink_up"));
     // A GPU without NVLink has no link series.
-    assert!(s.find("nvidia_gpu_nvlink_up", &GPU0).is_empty());
+    assert!(s.find("nvidia_gpu_nvlinks", &GPU0).is_empty());
+    assert!(s.find("nvidia_gpu_nvlink_errors_total", &GPU0).is_empty());
     for (clock, current, max) in [
         ("graphics", 1980e6, 1980e6),
         ("sm", 1980e6, 1980e6),
@@ -312,7 +311,7 @@ fn reports_every_gpu_reading_in_base_units() {
             "cause",
             "reason",
             "action",
-            "link",
+            "state",
             "xid",
         ];
         keys.retain(|k| !own.contains(k));
@@ -655,6 +654,10 @@ fn invalid_flags_exit_2_with_a_message_naming_the_flag() {
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--collector.disk"], "--collector.disk"),
         (&["--collector.gpu=maybe"], "--collector.gpu"),
+        (
+            &["--collector.gpu.nvlink=per-link"],
+            "--collector.gpu.nvlink",
+        ),
     ] {
         let output = run(args);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -729,10 +732,15 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         ),
     );
     let (_kubelet, socket_arg) = kubelet::holding("doc", GPU1[1].1);
+    // Per NVLink link, which also serves the links' state counts.
     let exporter = start(
         Driver::Current,
         &config,
-        &[&socket_arg, "--collector.processes"],
+        &[
+            &socket_arg,
+            "--collector.processes",
+            "--collector.gpu.nvlink=links",
+        ],
     );
     let s = exporter.scrape_until("every family", |s| {
         s.has("host_info") && s.has("nvidia_gpu_allocation_info") && common::has_every_gpu_family(s)

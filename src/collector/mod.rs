@@ -90,6 +90,8 @@ pub(crate) struct Config {
     pub(crate) interval: Duration,
     /// Where `libnvidia-ml.so.1` is loaded from; the loader's search otherwise.
     pub(crate) nvml_library: Option<PathBuf>,
+    /// How much of NVLink the GPU collector reads and serves.
+    pub(crate) nvlink: gpu::NvlinkDetail,
     /// Replaces the kernel's host name in `host_info`.
     pub(crate) host_name: Option<String>,
     /// The kubelet's pod-resources socket.

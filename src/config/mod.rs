@@ -217,6 +217,12 @@ pub(crate) struct Options {
     )]
     pub(crate) container_state: Vec<PathBuf>,
 
+    /// NVLink detail: totals (per GPU, errors summed over its links and links
+    /// counted by state: at most 6 series), links (also each link's state and
+    /// errors: 5 series per link, for drill-down), or off (no link fields read).
+    #[arg(long = "collector.gpu.nvlink", env = "SIE_COLLECTOR_GPU_NVLINK", value_enum, default_value_t = NvlinkDetail::Totals)]
+    pub(crate) nvlink: NvlinkDetail,
+
     /// Metric names, units and labels to serve: native, or dcgm-exporter's
     /// (DCGM_FI_*, for its dashboards and alerts; see docs/dcgm-compatibility.md).
     #[arg(long = "metrics.format", env = "SIE_METRICS_FORMAT", value_enum, ignore_case = true, default_value_t = MetricsFormat::Native)]
@@ -331,6 +337,13 @@ pub(crate) enum MetricsFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NvlinkDetail {
+    Off,
+    Totals,
+    Links,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
     Text,
     Json,
@@ -357,6 +370,11 @@ impl Options {
             wanted,
             interval: self.collect_interval,
             nvml_library: self.nvml_library.clone(),
+            nvlink: match self.nvlink {
+                NvlinkDetail::Off => collector::gpu::NvlinkDetail::Off,
+                NvlinkDetail::Totals => collector::gpu::NvlinkDetail::Totals,
+                NvlinkDetail::Links => collector::gpu::NvlinkDetail::Links,
+            },
             host_name: self.host_name.clone(),
             pod_resources_socket: self.pod_resources_socket.clone(),
             procfs: self.procfs.clone(),

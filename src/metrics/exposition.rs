@@ -87,10 +87,21 @@ impl Samples {
         // Stable: the samples of a family keep the order they were added in.
         samples.sort_by_key(|s| s.metric.name);
         let mut families = Families::default();
+        let mut current: Option<&Metric> = None;
         for sample in samples {
             let metric = sample.metric;
-            if families.current() != Some(metric.name) {
-                families.family(metric.name, metric.help, metric.kind);
+            match current {
+                // Two catalogue entries may share a name (the two forms of
+                // the NVLink error counter); a family holds one of them.
+                Some(family) if family.name == metric.name => debug_assert!(
+                    label_names(family).eq(label_names(metric)),
+                    "{}: two label sets in one family",
+                    metric.name
+                ),
+                _ => {
+                    families.family(metric.name, metric.help, metric.kind);
+                    current = Some(metric);
+                }
             }
             let names = metric.labels.iter().map(|label| label.name);
             let values = sample.labels.iter().map(String::as_str);
@@ -98,6 +109,10 @@ impl Samples {
         }
         families.encode()
     }
+}
+
+fn label_names(metric: &Metric) -> impl Iterator<Item = &'static str> + '_ {
+    metric.labels.iter().map(|label| label.name)
 }
 
 /// Families of series with any label names, in the order they are started:
@@ -121,10 +136,6 @@ impl Families {
             Kind::Counter => MetricType::COUNTER,
         });
         self.0.push(family);
-    }
-
-    fn current(&self) -> Option<&str> {
-        self.0.last().map(MetricFamily::name)
     }
 
     /// Adds a series to the family started last.

@@ -108,6 +108,12 @@ label_values! {
         Recovery = "recovery",
     }
 
+    /// `state` of `nvidia_gpu_nvlinks`.
+    NvlinkState {
+        Active = "active",
+        Inactive = "inactive",
+    }
+
     /// `action` of `nvidia_gpu_recovery_action`, in the order of NVML's
     /// `nvmlDeviceGpuRecoveryAction_t`: a variant's position is its code.
     RecoveryAction {

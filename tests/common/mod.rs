@@ -97,7 +97,8 @@ impl DoubleConfig {
 
 /// Test-double settings under which GPU 0 exports every GPU family: an XID,
 /// NVLink, GPM profiling, a MIG device and a process (the last one with
-/// `--collector.processes`).
+/// `--collector.processes`, the per-link NVLink families with
+/// `--collector.gpu.nvlink=links`).
 pub const EVERY_GPU_FAMILY: &str = "
 gpu.0.xid = 13
 gpu.0.nvlinks = 2
@@ -124,6 +125,7 @@ process.0 = gpu=0 pid=1 type=compute memory=1073741824 gi=1 ci=0 sm=10
 pub fn has_every_gpu_family(s: &Scrape) -> bool {
     [
         "nvidia_gpu_last_xid_timestamp_seconds",
+        "nvidia_gpu_nvlinks",
         "nvidia_gpu_nvlink_up",
         "nvidia_gpu_sm_active_ratio",
         "nvidia_gpu_mig_info",

@@ -87,7 +87,7 @@ def _readings():
         Reading("remap.pending", "nvidia_gpu_row_remap_pending", {}, 1, ""),
         Reading("remap.failed", "nvidia_gpu_row_remap_failed", {}, 1, ""),
         Reading("mig.mode", "nvidia_gpu_mig_mode_enabled", {}, 1, ""),
-        Reading("nvlinks", "nvidia_gpu_nvlink_up", {}, 1, "links", COUNT),
+        Reading("nvlinks", "nvidia_gpu_nvlinks", {}, 1, "links", COUNT),
         Reading("mig.devices", "nvidia_gpu_mig_info", {}, 1, "devices", COUNT),
     ]
     return r
@@ -264,9 +264,24 @@ def _pick(scrape, spec, uuid):
 
 def _count(scrape, spec, uuid):
     found = scrape.find(spec.metric, uuid=uuid)
-    if spec.metric == "nvidia_gpu_nvlink_up":
-        return float(len({l.get("link") for l, _ in found}))
+    if spec.metric == "nvidia_gpu_nvlinks":
+        return sum(v for _, v in found)  # links active plus inactive
     return float(len(found))
+
+
+def _link_states(readings):
+    """The driver's links counted by state ("nvlinks.active", ".inactive"),
+    from its per-link answers, as the exporter's default serves them."""
+    links = [a for k, a in readings.items() if re.fullmatch(r"nvlink\.\d+", k)]
+    if not links:
+        return {}
+    if not all(a.value is not None for a in links):
+        note = "a link's state is unknown"
+        return {f"nvlinks.{state}": Answer(note=note) for state in ("active", "inactive")}
+    active = float(sum(1 for a in links if a.value == 1))
+    source = links[0].source
+    return {"nvlinks.active": Answer(active, source=source),
+            "nvlinks.inactive": Answer(len(links) - active, source=source)}
 
 
 def _dynamic(driver, after, uuid):
@@ -277,8 +292,13 @@ def _dynamic(driver, after, uuid):
     for fan in sorted(fans, key=int):
         specs.append(Reading(f"fan.{fan}", "nvidia_gpu_fan_speed_ratio", {"fan": fan}, 0.01, "%", MOVING, tol=5))
     links = {k.split(".")[1] for k in driver if re.fullmatch(r"nvlink\.\d+", k)}
-    for link in sorted(links, key=int):
-        specs.append(Reading(f"nvlink.{link}", "nvidia_gpu_nvlink_up", {"link": link}, 1, ""))
+    if links or after.find("nvidia_gpu_nvlinks", uuid=uuid):
+        for state in ("active", "inactive"):
+            specs.append(Reading(f"nvlinks.{state}", "nvidia_gpu_nvlinks", {"state": state}, 1, "links"))
+    # Each link's state where it is served (--collector.gpu.nvlink=links).
+    if after.find("nvidia_gpu_nvlink_up", uuid=uuid):
+        for link in sorted(links, key=int):
+            specs.append(Reading(f"nvlink.{link}", "nvidia_gpu_nvlink_up", {"link": link}, 1, ""))
     migs = {tuple(k.split(".")[1:3]) for k in driver if re.fullmatch(r"mig\.\d+\.\d+\.memory\.total", k)}
     for gi, ci in sorted(migs):
         labels = {"gpu_instance_id": gi, "compute_instance_id": ci}
@@ -334,6 +354,7 @@ def _compare_gpu(before, after, uuid, index, readings, used):
     for key, label in IDENTITY:
         shown, verdict, ok = judge(Reading(key, "", {}, 1, ""), None, labels.get(label), readings.get(key))
         rows.append(Row(prefix + key, shown, _driver_text(readings.get(key), ""), verdict, ok))
+    readings = {**readings, **_link_states(readings)}
     for spec in READINGS + _dynamic(readings, after, uuid):
         answer = readings.get(spec.key)
         if spec.kind == COUNT:

@@ -295,7 +295,7 @@ def nvml_series():
         lines.append(f'nvidia_gpu_temperature_threshold_celsius{{{g},threshold="{name}"}} {value}')
     for policy, name in enumerate(nvml_query.POLICIES):
         lines.append(f'nvidia_gpu_throttled_seconds_total{{{g},reason="{name}"}} {1.5 * policy}')
-    lines += [f'nvidia_gpu_nvlink_up{{{g},link="0"}} 1', f'nvidia_gpu_nvlink_up{{{g},link="1"}} 0']
+    lines += [f'nvidia_gpu_nvlinks{{{g},state="active"}} 1', f'nvidia_gpu_nvlinks{{{g},state="inactive"}} 1']
     lines += [f'nvidia_gpu_recovery_action{{{g},action="{a}"}} {int(a == "none")}'
               for a in ("none", "gpu_reset", "node_reboot", "drain_p2p", "drain_and_reset")]
     without = sub(r'^nvidia_gpu_clock_event_active\{.*reason="display_clock_setting"\} 0\n', "")
@@ -307,13 +307,28 @@ class ThroughNvml(unittest.TestCase):
         result = run(nvml_series(), nvml=FakeNvml())
         self.assertEqual([], [(r.reading, r.verdict) for r in result.mismatches])
         for reading in ("gpu0 energy", "gpu0 threshold.shutdown", "gpu0 threshold.memory_max",
-                        "gpu0 throttle.base_clocks", "gpu0 nvlinks", "gpu0 nvlink.1", "nvml version",
+                        "gpu0 throttle.base_clocks", "gpu0 nvlinks", "gpu0 nvlinks.active",
+                        "gpu0 nvlinks.inactive", "nvml version",
                         "gpu0 recovery action"):
             self.assertTrue(row(result, reading).ok, reading)
         # NVML says the GPU cannot report it, so nvidia-smi's "Not Active" does not count.
         self.assertEqual("match (both N/A)", row(result, "gpu0 reason.display_clock_setting").verdict)
         # NOT_SUPPORTED fans: none, and none served.
         self.assertTrue(row(result, "gpu0 fans").ok)
+
+    def test_links_counted_by_state_must_match_the_drivers(self):
+        prom = nvml_series().replace('state="active"} 1', 'state="active"} 2').replace(
+            'state="inactive"} 1', 'state="inactive"} 0')
+        result = run(prom, nvml=FakeNvml())
+        self.assertEqual(["gpu0 nvlinks.active", "gpu0 nvlinks.inactive"],
+                         sorted(r.reading for r in result.mismatches))
+
+    def test_each_links_state_is_compared_where_it_is_served(self):
+        g = f'gpu="0",uuid="{UUID}"'
+        prom = nvml_series() + f'nvidia_gpu_nvlink_up{{{g},link="0"}} 1\nnvidia_gpu_nvlink_up{{{g},link="1"}} 1\n'
+        result = run(prom, nvml=FakeNvml())
+        self.assertEqual(["gpu0 nvlink.1"], [r.reading for r in result.mismatches])
+        self.assertTrue(row(result, "gpu0 nvlink.0").ok)
 
     def test_energy_served_in_millijoules_fails(self):
         prom = nvml_series().replace("joules_total{gpu=\"0\",uuid=\"%s\"} 123456.789" % UUID,

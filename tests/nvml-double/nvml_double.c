@@ -20,6 +20,9 @@
  *   cuda_driver_version = 12040
  *   delay_ms = NUM             every query sleeps this long first
  *   call_log = /path           appends "nvmlInit_v2 <rc>" and "nvmlShutdown"
+ *   field_log = /path          appends one line per nvmlDeviceGetFieldValues
+ *                              call that reaches a GPU: "gpu=N" and each field
+ *                              asked for as " ID:SCOPE", in the caller's order
  *   driver_generation = NUM    a driver reload: sessions initialised before it
  *                              get stale_error from every device query until
  *                              NVML is initialised again (nvmlShutdown, nvmlInit_v2)
@@ -58,6 +61,8 @@
  *                              5 reliability, 6 app clocks, 7 base clocks
  *     nvlink_state.K (1 up), nvlink_crc_flit.K, nvlink_crc_data.K,
  *     nvlink_replay.K, nvlink_recovery.K     link K < nvlinks
+ *   gpu.N.nvlink_fail.K = CODE every field of link K (state, errors, crc_data)
+ *                              returns this code, as a link that cannot be read
  *   gpu.N.fail = CODE          every query of GPU N returns this code
  *   gpu.N.unsupported = power_usage fan_speed
  *                              these return NOT_SUPPORTED: query names (see
@@ -289,6 +294,7 @@ struct gpu {
 #undef STRING
     nvmlReturn_t fail;
     char unsupported[256];
+    nvmlReturn_t nvlink_fail[MAX_NVLINKS];
     nvmlReturn_t fabric_status;
     unsigned char fabric_cluster_uuid[16];
     /* MIG devices by slot; an empty slot (no uuid) answers NOT_FOUND. */
@@ -314,6 +320,7 @@ struct config {
     int cuda_driver_version;
     unsigned int delay_ms;
     char call_log[512];
+    char field_log[512];
     unsigned int driver_generation;
     nvmlReturn_t stale_error;
     unsigned int fabric_info_max_version;
@@ -510,6 +517,8 @@ static void set_gpu(unsigned int index, const char *key, const char *v) {
         char *end;
         g->gpm_value[k] = strtod(v, &end);
         if (!*v || *end) problem("\"%s\" is not a number", v);
+    } else if (sscanf(key, "nvlink_fail.%u%n", &k, &used) == 1 && !key[used] && k < MAX_NVLINKS) {
+        g->nvlink_fail[k] = return_code(v);
     } else if (!strcmp(key, "fail")) g->fail = return_code(v);
     else if (!strcmp(key, "unsupported")) set_unsupported(g, v);
     else if (!strcmp(key, "xid") || !strcmp(key, "ecc_events")) queue_events(index, key, v);
@@ -573,6 +582,7 @@ static void set(const char *key, const char *value) {
     else if (!strcmp(key, "cuda_driver_version")) cfg.cuda_driver_version = (int)number(value);
     else if (!strcmp(key, "delay_ms")) cfg.delay_ms = (unsigned int)number(value);
     else if (!strcmp(key, "call_log")) set_text(cfg.call_log, sizeof cfg.call_log, value);
+    else if (!strcmp(key, "field_log")) set_text(cfg.field_log, sizeof cfg.field_log, value);
     else if (!strcmp(key, "driver_generation")) cfg.driver_generation = (unsigned int)number(value);
     else if (!strcmp(key, "stale_error")) cfg.stale_error = return_code(value);
     else if (!strcmp(key, "fabric_info_max_version")) {
@@ -1031,6 +1041,7 @@ static nvmlReturn_t field_value(const struct gpu *g, nvmlFieldValue_t *v) {
     if (crc_data >= 0) {
         if (!supports(g, "nvlink_crc_data")) return NVML_ERROR_NOT_SUPPORTED;
         if ((unsigned int)crc_data >= g->nvlinks) return NVML_ERROR_INVALID_ARGUMENT;
+        if (g->nvlink_fail[crc_data]) return g->nvlink_fail[crc_data];
         v->value.ullVal = g->nvlink_crc_data[crc_data];
         return NVML_SUCCESS;
     }
@@ -1038,6 +1049,7 @@ static nvmlReturn_t field_value(const struct gpu *g, nvmlFieldValue_t *v) {
     if (id == fid) {                                                         \
         if (!supports(g, name)) return NVML_ERROR_NOT_SUPPORTED;             \
         if (link >= g->nvlinks || link >= MAX_NVLINKS) return NVML_ERROR_INVALID_ARGUMENT; \
+        if (g->nvlink_fail[link]) return g->nvlink_fail[link];               \
         v->value.ullVal = g->member[link];                                   \
         return NVML_SUCCESS;                                                 \
     }
@@ -1046,9 +1058,21 @@ static nvmlReturn_t field_value(const struct gpu *g, nvmlFieldValue_t *v) {
     return NVML_ERROR_NOT_SUPPORTED;
 }
 
+/* One field_log line: the GPU and each field id and scope asked for. */
+static void log_fields(unsigned int gpu, int count, const nvmlFieldValue_t *values) {
+    if (!cfg.field_log[0]) return;
+    FILE *f = fopen(cfg.field_log, "a");
+    if (!f) return;
+    fprintf(f, "gpu=%u", gpu);
+    for (int i = 0; i < count; i++) fprintf(f, " %u:%u", values[i].fieldId, values[i].scopeId);
+    fprintf(f, "\n");
+    fclose(f);
+}
+
 API nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldValue_t *values) {
     QUERY(device, values, "field_values");
     if (count <= 0) return leave(NVML_ERROR_INVALID_ARGUMENT);
+    log_fields(device->index, count, values);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     for (int i = 0; i < count; i++) {

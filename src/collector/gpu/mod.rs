@@ -4,7 +4,7 @@
 //! - [`library`]: where NVML is loaded from;
 //! - [`session`]: one initialisation and the collection of each interval;
 //! - [`discovery`]: what is read once per initialisation (identity, limits);
-//! - [`readings`]: what is read every interval;
+//! - [`readings`]: what is read every interval, [`nvlink`] the NVLink part;
 //! - [`sys`]: the NVML calls nvml-wrapper lacks (field values with scope ids,
 //!   MIG instance ids);
 //! - [`events`]: the thread that waits for XID and ECC events;
@@ -18,6 +18,7 @@ mod events;
 mod gpm;
 mod library;
 mod mig;
+mod nvlink;
 mod nvml_values;
 mod reader;
 mod readings;
@@ -38,6 +39,7 @@ use crate::metrics::catalogue::NVML_UP;
 use crate::metrics::labels::NvmlPhase;
 use crate::units::cuda_version_string;
 pub(crate) use calls::NvmlCalls;
+pub(crate) use nvlink::NvlinkDetail;
 use session::{DriverInfo, Session};
 
 /// Longest wait between two attempts to initialise NVML.
@@ -47,6 +49,7 @@ pub(super) fn start(config: &Config, shared: &Arc<Shared>) -> Started {
     Ok(Some(Box::new(GpuCollector::new(
         config.nvml_library.clone().map(Into::into),
         config.interval,
+        config.nvlink,
         shared.clone(),
     ))))
 }
@@ -64,12 +67,19 @@ pub(crate) struct GpuCollector {
     events: Arc<events::Counts>,
     /// GPM traffic since the exporter started; it outlives sessions.
     traffic: gpm::Totals,
+    nvlink: NvlinkDetail,
 }
 
 impl GpuCollector {
     /// `library` overrides where `libnvidia-ml.so.1` is loaded from;
-    /// `retry` is the first wait before initialisation is tried again.
-    pub(crate) fn new(library: Option<OsString>, retry: Duration, shared: Arc<Shared>) -> Self {
+    /// `retry` is the first wait before initialisation is tried again;
+    /// `nvlink` how much of NVLink to read.
+    pub(crate) fn new(
+        library: Option<OsString>,
+        retry: Duration,
+        nvlink: NvlinkDetail,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
             library,
             session: None,
@@ -80,6 +90,7 @@ impl GpuCollector {
             shared,
             events: Arc::default(),
             traffic: gpm::Totals::new(),
+            nvlink,
         }
     }
 
@@ -95,7 +106,7 @@ impl GpuCollector {
                 .map(cuda_version_string)
                 .unwrap_or_default(),
         };
-        Ok(Session::new(Arc::new(nvml), driver))
+        Ok(Session::new(Arc::new(nvml), driver, self.nvlink))
     }
 
     /// NVML cannot be used: schedules the next initialisation with a
@@ -175,6 +186,7 @@ mod tests {
         let mut gpu = GpuCollector::new(
             Some("/nonexistent/libnvidia-ml.so.1".into()),
             Duration::from_secs(5),
+            NvlinkDetail::default(),
             shared.clone(),
         );
         let mut waits = Vec::new();

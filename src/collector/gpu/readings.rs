@@ -1,12 +1,14 @@
 //! What is read from a GPU every interval. Each reading is omitted where the
 //! GPU or driver does not offer it, never zeroed. Counters and error counts
-//! come in one batched field-value call.
+//! come in one batched field-value call, NVLink's fields with them (see
+//! [`super::nvlink`]).
 
 use nvml_wrapper::Device;
 use nvml_wrapper::enum_wrappers::device::{PerformanceState, TemperatureSensor};
 use nvml_wrapper::sys_exports::field_id::*;
 
 use super::discovery::Discovered;
+use super::nvlink::Links;
 use super::nvml_values;
 use super::reader::Reader;
 use super::samples::GpuSamples;
@@ -14,30 +16,14 @@ use super::sys::{self, Field};
 use crate::metrics::catalogue::*;
 use crate::metrics::exposition::bool_value;
 use crate::metrics::labels::{
-    ClockDomain, ClockEventReason, EccErrorType, NvlinkErrorType, RecoveryAction, RemapType,
-    RetirementCause, ThrottleReason,
+    ClockDomain, ClockEventReason, EccErrorType, RecoveryAction, RemapType, RetirementCause,
+    ThrottleReason,
 };
 use crate::units::{megahertz_to_hertz, milliwatts_to_watts, percent_to_ratio};
 
 /// `NVML_FI_DEV_GET_GPU_RECOVERY_ACTION` (drivers from R570), newer than the
 /// header nvml-wrapper-sys binds.
 const NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: u32 = 230;
-
-/// Per-link NVLink CRC data error counters exist for links 0–11 only.
-const NVLINK_CRC_DATA_FIELDS: [u32; 12] = [
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L1,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L2,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L3,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L4,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L5,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L6,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L7,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L8,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L9,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L10,
-    NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L11,
-];
 
 /// GPU-wide readings batched into the field-value call: field, metric, the
 /// label after `gpu` and `uuid` if it has one, divisor to base units.
@@ -156,35 +142,13 @@ const GPU_FIELDS: &[(u32, &Metric, Option<&str>, f64)] = &[
     ),
 ];
 
-/// The field id of a link, if the field exists for that link.
-type LinkField = fn(u32) -> Option<u32>;
-
-/// Per-link NVLink fields: field, metric, error type.
-const NVLINK_FIELDS: [(LinkField, &Metric, Option<&str>); 5] = [
-    (|_| Some(NVML_FI_DEV_NVLINK_GET_STATE), &NVLINK_UP, None),
-    (
-        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_CRC),
-        &NVLINK_ERRORS,
-        Some(NvlinkErrorType::CrcFlit.name()),
-    ),
-    (
-        |link| NVLINK_CRC_DATA_FIELDS.get(link as usize).copied(),
-        &NVLINK_ERRORS,
-        Some(NvlinkErrorType::CrcData.name()),
-    ),
-    (
-        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY),
-        &NVLINK_ERRORS,
-        Some(NvlinkErrorType::Replay.name()),
-    ),
-    (
-        |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY),
-        &NVLINK_ERRORS,
-        Some(NvlinkErrorType::Recovery.name()),
-    ),
-];
-
-pub(super) fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSamples) {
+/// Reads the GPU's readings of one interval; `links` are its NVLink links.
+pub(super) fn read(
+    reader: &mut Reader,
+    discovered: &Discovered,
+    links: &mut Links,
+    gpu: &mut GpuSamples,
+) {
     let temperature = reader.read("temperature", |d| d.temperature(TemperatureSensor::Gpu));
     gpu.add(&TEMPERATURE, &[], temperature.map(f64::from));
     let power = reader.read("power_usage", Device::power_usage);
@@ -247,11 +211,11 @@ pub(super) fn read(reader: &mut Reader, discovered: &Discovered, gpu: &mut GpuSa
     let width = reader.read("pcie_width", Device::current_pcie_link_width);
     gpu.add(&PCIE_LINK_WIDTH, &[], width.map(f64::from));
 
-    read_fields(reader, discovered.nvlinks, gpu);
+    read_fields(reader, links, gpu);
 }
 
 /// Counters, memory repair, throttle time, recovery action and NVLink, in one call.
-fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
+fn read_fields(reader: &mut Reader, links: &mut Links, gpu: &mut GpuSamples) {
     let mut requests: Vec<Field> = GPU_FIELDS
         .iter()
         .map(|(id, ..)| Field { id: *id, scope: 0 })
@@ -260,15 +224,7 @@ fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
         id: NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
         scope: 0,
     });
-    let mut link_fields = Vec::new();
-    for link in 0..nvlinks {
-        for (id, metric, kind) in &NVLINK_FIELDS {
-            if let Some(id) = id(link) {
-                requests.push(Field { id, scope: link });
-                link_fields.push((link.to_string(), *metric, *kind));
-            }
-        }
-    }
+    links.request(&mut requests);
     let Some(values) = reader.read("field_values", |d| sys::field_values(d, &requests)) else {
         return;
     };
@@ -290,9 +246,5 @@ fn read_fields(reader: &mut Reader, nvlinks: u32, gpu: &mut GpuSamples) {
             );
         }
     }
-    for ((link, metric, kind), value) in link_fields.iter().zip(&rest[1..]) {
-        let mut labels = vec![link.as_str()];
-        labels.extend(*kind);
-        gpu.add(metric, &labels, *value);
-    }
+    links.add_samples(&rest[1..], gpu);
 }

@@ -10,6 +10,7 @@ use nvml_wrapper::{Device, Nvml};
 use tracing::{debug, info, warn};
 
 use super::discovery::{self, Discovered, Identity};
+use super::nvlink::{Links, NvlinkDetail};
 use super::reader::Reader;
 use super::samples::GpuSamples;
 use super::{NvmlCalls, events, gpm, mig, readings};
@@ -34,6 +35,9 @@ pub(super) struct Session {
     pub(super) driver: DriverInfo,
     identities: Vec<Option<Identity>>,
     discovered: Vec<Option<Discovered>>,
+    /// Each GPU's NVLink links, set with `discovered`.
+    links: Vec<Option<Links>>,
+    nvlink: NvlinkDetail,
     was_up: Vec<bool>,
     migs: HashMap<String, mig::MigIdentity>,
     gpm: gpm::Previous,
@@ -71,13 +75,15 @@ fn is_driver_failure(error: &NvmlError) -> bool {
 }
 
 impl Session {
-    pub(super) fn new(nvml: Arc<Nvml>, driver: DriverInfo) -> Self {
+    pub(super) fn new(nvml: Arc<Nvml>, driver: DriverInfo, nvlink: NvlinkDetail) -> Self {
         Self {
             watcher: None,
             nvml,
             driver,
             identities: Vec::new(),
             discovered: Vec::new(),
+            links: Vec::new(),
+            nvlink,
             was_up: Vec::new(),
             migs: HashMap::new(),
             gpm: gpm::Previous::default(),
@@ -98,6 +104,7 @@ impl Session {
         let slots = count as usize;
         self.identities.resize(slots, None);
         self.discovered.resize_with(slots, || None);
+        self.links.resize_with(slots, || None);
         self.was_up.resize(slots, true);
 
         let mut results = Vec::with_capacity(slots);
@@ -279,6 +286,7 @@ impl Session {
         if self.discovered[slot].is_none() {
             let discovered = discovery::discover(&mut reader);
             if reader.failure.is_none() {
+                self.links[slot] = Some(Links::new(self.nvlink, discovered.nvlinks));
                 self.discovered[slot] = Some(discovered);
             }
         }
@@ -286,11 +294,12 @@ impl Session {
             return Err(error);
         }
         let discovered = self.discovered[slot].as_ref().expect("discovered above");
+        let links = self.links[slot].as_mut().expect("set with discovered");
         let mut samples = Samples::default();
         let mut gpu = GpuSamples::new(&mut samples, index, &identity.uuid);
         let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Collection));
         discovered.add_samples(&mut gpu);
-        readings::read(&mut reader, discovered, &mut gpu);
+        readings::read(&mut reader, discovered, links, &mut gpu);
         let mig_devices = match discovered.mig_slots {
             Some(slots) => mig::read(&mut reader, slots, &mut self.migs, &mut gpu),
             None => Vec::new(),

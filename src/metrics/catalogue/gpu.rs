@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::metrics::labels::{
-    ClockDomain, ClockEventReason, EccErrorType, EccEventType, NvlinkErrorType, ProcessType,
-    RecoveryAction, RemapType, RetirementCause, Threshold, ThrottleReason,
+    ClockDomain, ClockEventReason, EccErrorType, EccEventType, NvlinkErrorType, NvlinkState,
+    ProcessType, RecoveryAction, RemapType, RetirementCause, Threshold, ThrottleReason,
 };
 
 const PID: Label = free("pid");
@@ -146,13 +146,29 @@ catalogue! { Gpu:
     ROW_REMAP_FAILED = Gauge "nvidia_gpu_row_remap_failed" [GPU, UUID] unit "1/0",
         "Whether a row remap failed; the GPU needs service (Ampere and later).",
         "field `NVML_FI_DEV_REMAPPED_FAILURE`";
+    // NVLink at the detail `--collector.gpu.nvlink` chooses: `totals` (the
+    // default) serves NVLINKS and NVLINK_ERRORS, `links` NVLINKS, NVLINK_UP
+    // and NVLINK_LINK_ERRORS, `off` none of them.
+    NVLINKS = Gauge "nvidia_gpu_nvlinks"
+        [GPU, UUID, values("state", NvlinkState::NAMES)] unit "links",
+        "NVLink links of the GPU in each state: active (up) or inactive (down).",
+        "field `NVML_FI_DEV_NVLINK_GET_STATE` per link, counted; links counted by `NVML_FI_DEV_NVLINK_LINK_COUNT` once per NVML initialisation; a link whose state cannot be read counts in neither; GPUs without links have none; with `--collector.gpu.nvlink=totals` (default) or `links`";
     NVLINK_UP = Gauge "nvidia_gpu_nvlink_up" [GPU, UUID, free("link")] unit "1/0",
         "Whether an NVLink link is active (1) or down (0).",
-        "field `NVML_FI_DEV_NVLINK_GET_STATE` per link; links counted by `NVML_FI_DEV_NVLINK_LINK_COUNT` once per NVML initialisation; GPUs without links have none";
+        "field `NVML_FI_DEV_NVLINK_GET_STATE` per link; with `--collector.gpu.nvlink=links` only";
+    // One family, two label sets: the `totals` form (errors summed over the
+    // GPU's links, the default) and the `links` form (one series per link).
+    // Two entries share the name so that each keeps a fixed label list; the
+    // detail level serves exactly one of them, so a scrape never mixes them
+    // (the exposition asserts it), and the docs table shows both rows.
     NVLINK_ERRORS = Counter "nvidia_gpu_nvlink_errors_total"
+        [GPU, UUID, values("type", NvlinkErrorType::NAMES)] unit "errors",
+        "NVLink errors of all the GPU's links since the driver was loaded.",
+        "`totals` form (default): the fields of the `links` form, summed over the GPU's links; a link whose read fails counts with its last value, so that the total never goes down";
+    NVLINK_LINK_ERRORS = Counter "nvidia_gpu_nvlink_errors_total"
         [GPU, UUID, free("link"), values("type", NvlinkErrorType::NAMES)] unit "errors",
         "NVLink errors of a link since the driver was loaded.",
-        "fields per link: `NVML_FI_DEV_NVLINK_ERROR_DL_CRC` (`crc_flit`), `NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0…L11` (`crc_data`, links 0–11), `NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY`, `NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY`";
+        "`links` form (`--collector.gpu.nvlink=links`): fields per link: `NVML_FI_DEV_NVLINK_ERROR_DL_CRC` (`crc_flit`), `NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0…L11` (`crc_data`, links 0–11), `NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY`, `NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY`";
     RECOVERY_ACTION = Gauge "nvidia_gpu_recovery_action"
         [GPU, UUID, values("action", RecoveryAction::NAMES)] unit "1/0",
         "The recovery the driver asks for: exactly one action is 1.",

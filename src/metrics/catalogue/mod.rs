@@ -98,7 +98,8 @@ pub(crate) fn all() -> impl Iterator<Item = &'static Metric> {
         .flat_map(|section| section.metrics().iter().copied())
 }
 
-/// The metric named `name`, if the catalogue has it.
+/// The metric named `name`, if the catalogue has it; of the two forms of
+/// `nvidia_gpu_nvlink_errors_total`, the first (`totals`).
 pub(crate) fn find(name: &str) -> Option<&'static Metric> {
     all().find(|metric| metric.name == name)
 }
@@ -217,9 +218,31 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         let mut names: Vec<&str> = all().map(|m| m.name).collect();
         names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(before, names.len(), "a metric is defined twice");
+        let mut twice: Vec<&str> = names
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        twice.dedup();
+        // The one name with two forms: the NVLink detail level serves one.
+        assert_eq!(twice, [NVLINK_ERRORS.name], "a metric is defined twice");
+        assert_eq!(
+            names.iter().filter(|n| **n == NVLINK_ERRORS.name).count(),
+            2
+        );
+        let (totals, links) = (&NVLINK_ERRORS, &NVLINK_LINK_ERRORS);
+        assert_eq!((totals.kind, totals.unit), (links.kind, links.unit));
+        let without_link: Vec<&str> = links
+            .labels
+            .iter()
+            .map(|label| label.name)
+            .filter(|name| *name != "link")
+            .collect();
+        let totals_labels: Vec<&str> = totals.labels.iter().map(|label| label.name).collect();
+        assert_eq!(
+            totals_labels, without_link,
+            "the two forms differ by `link` only"
+        );
         for metric in all() {
             let counter = metric.kind == Kind::Counter;
             assert_eq!(
