@@ -103,7 +103,9 @@ fn output(options: &Options) -> Result<Output, Failure> {
         (MetricsFormat::Dcgm, None) => dcgm::counters::Counters::default(),
         (MetricsFormat::Dcgm, Some(path)) => dcgm::counters::read(path).map_err(Failure::Config)?,
     };
-    counters.fields.retain(|served| filter.keeps(served.field.name));
+    counters
+        .fields
+        .retain(|served| filter.keeps(served.field.name));
     let dcgm_skipped_fields = counters.skipped.iter().map(|n| n.field.clone()).collect();
     // Hostname as in host_info: --host.name, else the kernel's.
     let hostname = collector::host::hostname(options.host_name.clone());

@@ -15,7 +15,7 @@ use crate::http::scrape::{ExporterMetrics, scrape};
 use crate::http::stats::HttpStats;
 use crate::metrics::catalogue;
 use crate::metrics::exposition::Samples;
-use crate::metrics::filter::MetricFilter;
+use crate::metrics::filter::{MetricFilter, Pattern};
 use crate::publish::dcgm::fields::FIELDS;
 use crate::publish::{Native, Outcome, Slot, publish};
 use crate::selfmetrics::BuildInfo;
@@ -35,21 +35,31 @@ pub struct Collector(Box<dyn collector::Collector>);
 impl Collector {
     /// The GPU collector, loading NVML from `library`.
     pub fn gpu(library: &Path) -> Self {
-        Self::gpu_with(library, NvlinkDetail::default())
+        Self::gpu_with(library, NvlinkDetail::default(), Wanted::all())
     }
 
     /// The GPU collector serving each NVLink link (`--collector.gpu.nvlink=links`).
     pub fn gpu_with_nvlink_links(library: &Path) -> Self {
-        Self::gpu_with(library, NvlinkDetail::Links)
+        Self::gpu_with(library, NvlinkDetail::Links, Wanted::all())
     }
 
-    fn gpu_with(library: &Path, nvlink: NvlinkDetail) -> Self {
+    /// The GPU collector of the native format with `--metrics.exclude=exclude`.
+    pub fn gpu_excluding(library: &Path, exclude: Option<&str>) -> Self {
+        let filter = MetricFilter {
+            include: None,
+            exclude: exclude.map(|p| Pattern::parse(p).expect("a valid pattern")),
+        };
+        Self::gpu_with(library, NvlinkDetail::default(), Native(filter).wanted())
+    }
+
+    fn gpu_with(library: &Path, nvlink: NvlinkDetail, wanted: Wanted) -> Self {
         let shared = Arc::new(Shared::default());
         let library = Some(library.as_os_str().to_owned());
         Self(Box::new(GpuCollector::new(
             library,
             Duration::from_secs(1),
             nvlink,
+            wanted,
             shared,
         )))
     }
@@ -127,10 +137,13 @@ impl Scrape {
 }
 
 /// Every way of writing each `--collector.*` flag on a command line, from
-/// the command itself, so that a flag added later is covered too: `--flag`,
-/// and `--flag=false` for those that take a value.
+/// the command itself, so that a flag added later is covered too: `--flag`
+/// for a switch (and `--flag=false` for one that takes a value), and
+/// `--flag=VALUE` for each value of a flag that has a fixed set.
 pub fn collector_flag_forms() -> Vec<String> {
-    let command = crate::config::command();
+    let mut command = crate::config::command();
+    // Settles each argument's number of values.
+    command.build();
     let mut forms = Vec::new();
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else {
@@ -139,9 +152,17 @@ pub fn collector_flag_forms() -> Vec<String> {
         if !long.starts_with("collector.") && !long.starts_with("no-collector.") {
             continue;
         }
-        forms.push(format!("--{long}"));
-        if arg.get_num_args().is_some_and(|n| n.takes_values()) {
+        let takes_values = arg.get_num_args().is_some_and(|n| n.takes_values());
+        // A switch's value is optional: `--flag` or `--flag=false`.
+        let switch = takes_values && arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+        if switch || !takes_values {
+            forms.push(format!("--{long}"));
+        }
+        if switch {
             forms.push(format!("--{long}=false"));
+        } else if takes_values {
+            let values = arg.get_possible_values();
+            forms.extend(values.iter().map(|v| format!("--{long}={}", v.get_name())));
         }
     }
     forms

@@ -16,6 +16,7 @@ const NO_NVML: &str = "--nvml.library=/nonexistent/libnvidia-ml.so.1";
 /// Starts the exporter with `flag`, its port given by flag or by variable,
 /// and runs the health check beside it.
 fn check(flag: &str, by_variable: bool) {
+    eprintln!("checking {flag} (port by variable: {by_variable})");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut exporter = Command::new(BIN);

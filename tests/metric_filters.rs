@@ -79,7 +79,10 @@ fn patterns_match_the_names_of_the_dcgm_view() {
     let exporter = start_on_double(
         Driver::Current,
         &config,
-        &["--metrics.format=dcgm", "--metrics.exclude=DCGM_FI_DEV_SM_CLOCK"],
+        &[
+            "--metrics.format=dcgm",
+            "--metrics.exclude=DCGM_FI_DEV_SM_CLOCK",
+        ],
     );
     let s = exporter.scrape_until("the GPU", |s| s.has("DCGM_FI_DEV_GPU_TEMP"));
     assert!(!s.has("DCGM_FI_DEV_SM_CLOCK"));
@@ -89,8 +92,16 @@ fn patterns_match_the_names_of_the_dcgm_view() {
 #[test]
 fn an_invalid_pattern_exits_2_naming_the_flag_or_the_variable() {
     for (args, env, named) in [
-        (vec!["--metrics.include=nvidia_("], vec![], "--metrics.include"),
-        (vec![], vec![("SIE_METRICS_EXCLUDE", "[z-a]")], "SIE_METRICS_EXCLUDE"),
+        (
+            vec!["--metrics.include=nvidia_("],
+            vec![],
+            "--metrics.include",
+        ),
+        (
+            vec![],
+            vec![("SIE_METRICS_EXCLUDE", "[z-a]")],
+            "SIE_METRICS_EXCLUDE",
+        ),
     ] {
         let mut command = std::process::Command::new(common::BIN);
         command.args(&args);

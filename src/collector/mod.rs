@@ -76,7 +76,8 @@ impl Wanted {
     }
 
     pub(crate) fn wants(&self, metric: &Metric) -> bool {
-        metric.section == Section::Exporter || self.0.as_ref().is_none_or(|w| w.contains(metric.name))
+        metric.section == Section::Exporter
+            || self.0.as_ref().is_none_or(|w| w.contains(metric.name))
     }
 }
 

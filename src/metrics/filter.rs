@@ -101,6 +101,10 @@ mod tests {
 
     #[test]
     fn invalid_patterns_say_why() {
-        assert!(Pattern::parse("nvidia_(").unwrap_err().contains("unclosed group"));
+        assert!(
+            Pattern::parse("nvidia_(")
+                .unwrap_err()
+                .contains("unclosed group")
+        );
     }
 }

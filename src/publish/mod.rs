@@ -42,7 +42,11 @@ impl Native {
         if self.0.is_empty() {
             return Wanted::all();
         }
-        Wanted::only(catalogue::all().filter(|m| self.0.keeps_metric(m)).map(|m| m.name))
+        Wanted::only(
+            catalogue::all()
+                .filter(|m| self.0.keeps_metric(m))
+                .map(|m| m.name),
+        )
     }
 }
 

@@ -12,9 +12,10 @@ use super::nvml_values;
 use super::reader::Reader;
 use super::samples::GpuSamples;
 use super::sys::{self, Field};
+use super::{gpm, nvlink};
 use crate::metrics::catalogue::{
-    CLOCK_MAX, ECC_ENABLED, Metric, PCIE_LINK_MAX_GENERATION, PCIE_LINK_MAX_WIDTH,
-    TEMPERATURE_THRESHOLD,
+    CLOCK_EVENT_ACTIVE, CLOCK_MAX, ECC_ENABLED, FAN_SPEED, Metric, PCIE_LINK_MAX_GENERATION,
+    PCIE_LINK_MAX_WIDTH, TEMPERATURE_THRESHOLD,
 };
 use crate::metrics::exposition::bool_value;
 use crate::metrics::labels::{ClockDomain, Threshold};
@@ -74,26 +75,37 @@ pub(super) fn discover(reader: &mut Reader) -> Discovered {
     let mut fixed = Vec::new();
     for &domain in ClockDomain::ALL {
         let clock = nvml_values::clock(domain);
-        if let Some(mhz) = reader.read("max_clock", |d| d.max_clock_info(clock)) {
+        if let Some(mhz) = reader.read_for(&[&CLOCK_MAX], "max_clock", |d| d.max_clock_info(clock))
+        {
             fixed.push((&CLOCK_MAX, Some(domain.name()), megahertz_to_hertz(mhz)));
         }
     }
     for &threshold in Threshold::ALL {
         let nvml_threshold = nvml_values::threshold(threshold);
-        if let Some(celsius) = reader.read("temperature_threshold", |d| {
-            d.temperature_threshold(nvml_threshold)
-        }) {
+        if let Some(celsius) =
+            reader.read_for(&[&TEMPERATURE_THRESHOLD], "temperature_threshold", |d| {
+                d.temperature_threshold(nvml_threshold)
+            })
+        {
             let name = threshold.name();
             fixed.push((&TEMPERATURE_THRESHOLD, Some(name), f64::from(celsius)));
         }
     }
-    if let Some(generation) = reader.read("pcie_max_generation", Device::max_pcie_link_gen) {
+    if let Some(generation) = reader.read_for(
+        &[&PCIE_LINK_MAX_GENERATION],
+        "pcie_max_generation",
+        Device::max_pcie_link_gen,
+    ) {
         fixed.push((&PCIE_LINK_MAX_GENERATION, None, f64::from(generation)));
     }
-    if let Some(width) = reader.read("pcie_max_width", Device::max_pcie_link_width) {
+    if let Some(width) = reader.read_for(
+        &[&PCIE_LINK_MAX_WIDTH],
+        "pcie_max_width",
+        Device::max_pcie_link_width,
+    ) {
         fixed.push((&PCIE_LINK_MAX_WIDTH, None, f64::from(width)));
     }
-    if let Some(mode) = reader.read("ecc_mode", Device::is_ecc_enabled) {
+    if let Some(mode) = reader.read_for(&[&ECC_ENABLED], "ecc_mode", Device::is_ecc_enabled) {
         fixed.push((&ECC_ENABLED, None, bool_value(mode.currently_enabled)));
     }
     let link_count = Field {
@@ -101,22 +113,31 @@ pub(super) fn discover(reader: &mut Reader) -> Discovered {
         scope: 0,
     };
     let nvlinks = reader
-        .read("nvlink_count", |d| sys::field_values(d, &[link_count]))
+        .read_for(nvlink::METRICS, "nvlink_count", |d| {
+            sys::field_values(d, &[link_count])
+        })
         .and_then(|values| values[0])
         .map_or(0, |links| links as u32);
     Discovered {
         fixed,
-        fans: reader.read("fans", Device::num_fans).unwrap_or(0),
+        fans: reader
+            .read_for(&[&FAN_SPEED], "fans", Device::num_fans)
+            .unwrap_or(0),
         nvlinks,
         clock_event_reasons: reader
-            .read("clock_event_reasons", Device::supported_throttle_reasons)
+            .read_for(
+                &[&CLOCK_EVENT_ACTIVE],
+                "clock_event_reasons",
+                Device::supported_throttle_reasons,
+            )
             .unwrap_or(ThrottleReasons::empty()),
         event_types: reader
             .read("event_types", Device::supported_event_types)
             .map_or(EventTypes::empty(), |types| types & WATCHED_EVENTS),
         mig_slots: reader.read("mig_slots", Device::mig_device_count),
-        gpm: reader
-            .read("gpm_support", Device::gpm_support)
-            .unwrap_or(false),
+        gpm: gpm::served(reader)
+            && reader
+                .read("gpm_support", Device::gpm_support)
+                .unwrap_or(false),
     }
 }

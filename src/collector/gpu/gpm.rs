@@ -41,6 +41,14 @@ const RATES: [(GpmMetricId, &Metric); 4] = [
     (GpmMetricId::NvlinkTotalRxPerSec, &NVLINK_RECEIVE),
 ];
 
+/// Whether the output serves any GPM metric: without one, GPM is not read.
+pub(super) fn served(reader: &Reader) -> bool {
+    RATIOS
+        .iter()
+        .chain(&RATES)
+        .any(|(_, metric)| reader.wants(&[metric]))
+}
+
 /// Bytes since the exporter started, by GPU UUID and GPU instance; they
 /// outlive NVML sessions.
 pub(super) type Totals = HashMap<(String, Option<u32>), [f64; RATES.len()]>;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::status::GpuStatus;
-use super::{CollectError, Collection, Collector, Config, Shared, Started};
+use super::{CollectError, Collection, Collector, Config, Shared, Started, Wanted};
 use crate::metrics::catalogue::NVML_UP;
 use crate::metrics::labels::NvmlPhase;
 use crate::units::cuda_version_string;
@@ -50,6 +50,7 @@ pub(super) fn start(config: &Config, shared: &Arc<Shared>) -> Started {
         config.nvml_library.clone().map(Into::into),
         config.interval,
         config.nvlink,
+        config.wanted.clone(),
         shared.clone(),
     ))))
 }
@@ -68,16 +69,19 @@ pub(crate) struct GpuCollector {
     /// GPM traffic since the exporter started; it outlives sessions.
     traffic: gpm::Totals,
     nvlink: NvlinkDetail,
+    /// What the output serves: readings of nothing served are not made.
+    wanted: Wanted,
 }
 
 impl GpuCollector {
     /// `library` overrides where `libnvidia-ml.so.1` is loaded from;
     /// `retry` is the first wait before initialisation is tried again;
-    /// `nvlink` how much of NVLink to read.
+    /// `nvlink` how much of NVLink to read, `wanted` what the output serves.
     pub(crate) fn new(
         library: Option<OsString>,
         retry: Duration,
         nvlink: NvlinkDetail,
+        wanted: Wanted,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
@@ -91,6 +95,7 @@ impl GpuCollector {
             events: Arc::default(),
             traffic: gpm::Totals::new(),
             nvlink,
+            wanted,
         }
     }
 
@@ -106,7 +111,12 @@ impl GpuCollector {
                 .map(cuda_version_string)
                 .unwrap_or_default(),
         };
-        Ok(Session::new(Arc::new(nvml), driver, self.nvlink))
+        Ok(Session::new(
+            Arc::new(nvml),
+            driver,
+            self.nvlink,
+            self.wanted.clone(),
+        ))
     }
 
     /// NVML cannot be used: schedules the next initialisation with a
@@ -187,6 +197,7 @@ mod tests {
             Some("/nonexistent/libnvidia-ml.so.1".into()),
             Duration::from_secs(5),
             NvlinkDetail::default(),
+            Wanted::all(),
             shared.clone(),
         );
         let mut waits = Vec::new();

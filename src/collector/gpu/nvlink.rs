@@ -9,9 +9,12 @@ use nvml_wrapper::sys_exports::field_id::*;
 
 use super::samples::GpuSamples;
 use super::sys::Field;
-use crate::metrics::catalogue::{NVLINK_ERRORS, NVLINK_LINK_ERRORS, NVLINK_UP, NVLINKS};
+use crate::metrics::catalogue::{Metric, NVLINK_ERRORS, NVLINK_LINK_ERRORS, NVLINK_UP, NVLINKS};
 use crate::metrics::exposition::bool_value;
 use crate::metrics::labels::{NvlinkErrorType, NvlinkState};
+
+/// The families this module serves, at one detail or another.
+pub(super) const METRICS: &[&Metric] = &[&NVLINKS, &NVLINK_ERRORS, &NVLINK_LINK_ERRORS, &NVLINK_UP];
 
 /// How much of NVLink the GPU collector reads and serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -149,20 +149,24 @@ pub(super) fn read(
     links: &mut Links,
     gpu: &mut GpuSamples,
 ) {
-    let temperature = reader.read("temperature", |d| d.temperature(TemperatureSensor::Gpu));
+    let temperature = reader.read_for(&[&TEMPERATURE], "temperature", |d| {
+        d.temperature(TemperatureSensor::Gpu)
+    });
     gpu.add(&TEMPERATURE, &[], temperature.map(f64::from));
-    let power = reader.read("power_usage", Device::power_usage);
+    let power = reader.read_for(&[&POWER_USAGE], "power_usage", Device::power_usage);
     gpu.add(&POWER_USAGE, &[], power.map(milliwatts_to_watts));
-    let limit = reader.read("power_limit", Device::enforced_power_limit);
+    let limit = reader.read_for(&[&POWER_LIMIT], "power_limit", Device::enforced_power_limit);
     gpu.add(&POWER_LIMIT, &[], limit.map(milliwatts_to_watts));
 
-    if let Some(memory) = reader.read("memory", Device::memory_info) {
+    if let Some(memory) = reader.read_for(MEMORY_INFO, "memory", Device::memory_info) {
         gpu.add(&MEMORY_TOTAL, &[], Some(memory.total as f64));
         gpu.add(&MEMORY_USED, &[], Some(memory.used as f64));
         gpu.add(&MEMORY_FREE, &[], Some(memory.free as f64));
         gpu.add(&MEMORY_RESERVED, &[], Some(memory.reserved as f64));
     }
-    if let Some(utilization) = reader.read("utilization", Device::utilization_rates) {
+    if let Some(utilization) =
+        reader.read_for(UTILIZATION_RATES, "utilization", Device::utilization_rates)
+    {
         gpu.add(&UTILIZATION, &[], Some(percent_to_ratio(utilization.gpu)));
         gpu.add(
             &MEMORY_UTILIZATION,
@@ -170,13 +174,21 @@ pub(super) fn read(
             Some(percent_to_ratio(utilization.memory)),
         );
     }
-    let encoder = reader.read("encoder_utilization", Device::encoder_utilization);
+    let encoder = reader.read_for(
+        &[&ENCODER_UTILIZATION],
+        "encoder_utilization",
+        Device::encoder_utilization,
+    );
     gpu.add(
         &ENCODER_UTILIZATION,
         &[],
         encoder.map(|u| percent_to_ratio(u.utilization)),
     );
-    let decoder = reader.read("decoder_utilization", Device::decoder_utilization);
+    let decoder = reader.read_for(
+        &[&DECODER_UTILIZATION],
+        "decoder_utilization",
+        Device::decoder_utilization,
+    );
     gpu.add(
         &DECODER_UTILIZATION,
         &[],
@@ -185,19 +197,27 @@ pub(super) fn read(
 
     for &domain in ClockDomain::ALL {
         let clock = nvml_values::clock(domain);
-        let hertz = reader.read("clock", |d| d.clock_info(clock));
+        let hertz = reader.read_for(&[&CLOCK], "clock", |d| d.clock_info(clock));
         gpu.add(&CLOCK, &[domain.name()], hertz.map(megahertz_to_hertz));
     }
     for fan in 0..discovered.fans {
-        let speed = reader.read("fan_speed", |d| d.fan_speed(fan));
+        let speed = reader.read_for(&[&FAN_SPEED], "fan_speed", |d| d.fan_speed(fan));
         gpu.add(&FAN_SPEED, &[&fan.to_string()], speed.map(percent_to_ratio));
     }
     let state = reader
-        .read("performance_state", Device::performance_state)
+        .read_for(
+            &[&PERFORMANCE_STATE],
+            "performance_state",
+            Device::performance_state,
+        )
         .filter(|state| *state != PerformanceState::Unknown);
     gpu.add(&PERFORMANCE_STATE, &[], state.map(|s| f64::from(s.as_c())));
 
-    if let Some(active) = reader.read("clock_event_reasons", Device::current_throttle_reasons) {
+    if let Some(active) = reader.read_for(
+        &[&CLOCK_EVENT_ACTIVE],
+        "clock_event_reasons",
+        Device::current_throttle_reasons,
+    ) {
         for &reason in ClockEventReason::ALL {
             let bit = nvml_values::clock_event(reason);
             if discovered.clock_event_reasons.contains(bit) {
@@ -206,45 +226,69 @@ pub(super) fn read(
             }
         }
     }
-    let generation = reader.read("pcie_generation", Device::current_pcie_link_gen);
+    let generation = reader.read_for(
+        &[&PCIE_LINK_GENERATION],
+        "pcie_generation",
+        Device::current_pcie_link_gen,
+    );
     gpu.add(&PCIE_LINK_GENERATION, &[], generation.map(f64::from));
-    let width = reader.read("pcie_width", Device::current_pcie_link_width);
+    let width = reader.read_for(
+        &[&PCIE_LINK_WIDTH],
+        "pcie_width",
+        Device::current_pcie_link_width,
+    );
     gpu.add(&PCIE_LINK_WIDTH, &[], width.map(f64::from));
 
     read_fields(reader, links, gpu);
 }
 
-/// Counters, memory repair, throttle time, recovery action and NVLink, in one call.
+/// What one call of `nvmlDeviceGetMemoryInfo_v2` and of
+/// `nvmlDeviceGetUtilizationRates` yield.
+const MEMORY_INFO: &[&Metric] = &[&MEMORY_TOTAL, &MEMORY_USED, &MEMORY_FREE, &MEMORY_RESERVED];
+const UTILIZATION_RATES: &[&Metric] = &[&UTILIZATION, &MEMORY_UTILIZATION];
+
+/// Counters, memory repair, throttle time, recovery action and NVLink, in
+/// one call of the fields the output serves.
 fn read_fields(reader: &mut Reader, links: &mut Links, gpu: &mut GpuSamples) {
-    let mut requests: Vec<Field> = GPU_FIELDS
+    let gpu_fields: Vec<_> = GPU_FIELDS
+        .iter()
+        .filter(|(_, metric, ..)| reader.wants(&[metric]))
+        .collect();
+    let recovery_action = reader.wants(&[&RECOVERY_ACTION]);
+    let mut requests: Vec<Field> = gpu_fields
         .iter()
         .map(|(id, ..)| Field { id: *id, scope: 0 })
         .collect();
-    requests.push(Field {
-        id: NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
-        scope: 0,
-    });
+    if recovery_action {
+        requests.push(Field {
+            id: NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,
+            scope: 0,
+        });
+    }
     links.request(&mut requests);
+    if requests.is_empty() {
+        return;
+    }
     let Some(values) = reader.read("field_values", |d| sys::field_values(d, &requests)) else {
         return;
     };
-    let (gpu_values, rest) = values.split_at(GPU_FIELDS.len());
-    for ((_, metric, label, divisor), value) in GPU_FIELDS.iter().zip(gpu_values) {
+    let (gpu_values, mut rest) = values.split_at(gpu_fields.len());
+    for ((_, metric, label, divisor), value) in gpu_fields.iter().zip(gpu_values) {
         let labels: &[&str] = match label {
             Some(label) => &[label],
             None => &[],
         };
         gpu.add(metric, labels, value.map(|v| v / divisor));
     }
-    if let Some(action) = rest[0] {
-        for &candidate in RecoveryAction::ALL {
-            let active = action == candidate as u8 as f64;
-            gpu.add(
-                &RECOVERY_ACTION,
-                &[candidate.name()],
-                Some(bool_value(active)),
-            );
+    if recovery_action {
+        if let Some(action) = rest[0] {
+            for &candidate in RecoveryAction::ALL {
+                let active = action == candidate as u8 as f64;
+                let value = Some(bool_value(active));
+                gpu.add(&RECOVERY_ACTION, &[candidate.name()], value);
+            }
         }
+        rest = &rest[1..];
     }
-    links.add_samples(&rest[1..], gpu);
+    links.add_samples(rest, gpu);
 }

@@ -14,6 +14,7 @@ use super::nvlink::{Links, NvlinkDetail};
 use super::reader::Reader;
 use super::samples::GpuSamples;
 use super::{NvmlCalls, events, gpm, mig, readings};
+use crate::collector::Wanted;
 use crate::collector::facts::{GpuIdentity, GpuInventory, MigDevice};
 use crate::collector::status::{EventWatch, GpuState, GpuStatus};
 use crate::metrics::catalogue::{
@@ -38,6 +39,8 @@ pub(super) struct Session {
     /// Each GPU's NVLink links, set with `discovered`.
     links: Vec<Option<Links>>,
     nvlink: NvlinkDetail,
+    /// What the output serves: readings of nothing served are not made.
+    wanted: Wanted,
     was_up: Vec<bool>,
     migs: HashMap<String, mig::MigIdentity>,
     gpm: gpm::Previous,
@@ -75,7 +78,12 @@ fn is_driver_failure(error: &NvmlError) -> bool {
 }
 
 impl Session {
-    pub(super) fn new(nvml: Arc<Nvml>, driver: DriverInfo, nvlink: NvlinkDetail) -> Self {
+    pub(super) fn new(
+        nvml: Arc<Nvml>,
+        driver: DriverInfo,
+        nvlink: NvlinkDetail,
+        wanted: Wanted,
+    ) -> Self {
         Self {
             watcher: None,
             nvml,
@@ -84,6 +92,7 @@ impl Session {
             discovered: Vec::new(),
             links: Vec::new(),
             nvlink,
+            wanted,
             was_up: Vec::new(),
             migs: HashMap::new(),
             gpm: gpm::Previous::default(),
@@ -276,7 +285,8 @@ impl Session {
         traffic: &mut gpm::Totals,
     ) -> Result<GpuRead, NvmlError> {
         let slot = index as usize;
-        let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Discovery));
+        let wanted = &self.wanted;
+        let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Discovery), wanted);
         if self.identities[slot].is_none() {
             self.identities[slot] = discovery::identity(&mut reader);
         }
@@ -297,7 +307,7 @@ impl Session {
         let links = self.links[slot].as_mut().expect("set with discovered");
         let mut samples = Samples::default();
         let mut gpu = GpuSamples::new(&mut samples, index, &identity.uuid);
-        let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Collection));
+        let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Collection), wanted);
         discovered.add_samples(&mut gpu);
         readings::read(&mut reader, discovered, links, &mut gpu);
         let mig_devices = match discovered.mig_slots {
