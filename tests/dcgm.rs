@@ -456,3 +456,40 @@ gpu.0.gpm_value.20 = 100
     assert_eq!(mig.len(), 1);
     assert!((mig[0].value - 0.12).abs() < 1e-9);
 }
+
+#[test]
+fn mig_instances_get_their_own_framebuffer_fields() {
+    // GPU instance 1 has two compute instances, which share its memory.
+    let config = DoubleConfig::new(
+        "dcgm-mig-framebuffer",
+        "gpu_count = 1
+gpu.0.mig = 1
+gpu.0.mig_slots = 7
+gpu.0.mig_device.0 = MIG-aaaaaaaa-0000-5000-8000-000000000001 gi=1 ci=0 profile=3g.40gb memory_total=42949672960 memory_used=10737418240
+gpu.0.mig_device.1 = MIG-aaaaaaaa-0000-5000-8000-000000000002 gi=1 ci=1 profile=3g.40gb memory_total=42949672960 memory_used=10737418240
+gpu.0.mig_device.2 = MIG-aaaaaaaa-0000-5000-8000-000000000003 gi=5 ci=0 profile=1g.10gb memory_total=10737418240 memory_used=1073741824
+",
+    );
+    let args = args(&["--metrics.format=dcgm".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&args, Some(&config));
+    let s = exporter.scrape_until("the MIG instances", |s| {
+        !s.find("DCGM_FI_DEV_FB_USED", &[("GPU_I_ID", "5")]).is_empty()
+    });
+    for (field, instance, profile, mib) in [
+        ("DCGM_FI_DEV_FB_USED", "1", "3g.40gb", 10240.0),
+        ("DCGM_FI_DEV_FB_FREE", "1", "3g.40gb", 30720.0),
+        ("DCGM_FI_DEV_FB_USED", "5", "1g.10gb", 1024.0),
+        ("DCGM_FI_DEV_FB_FREE", "5", "1g.10gb", 9216.0),
+    ] {
+        let labels = [("GPU_I_ID", instance), ("GPU_I_PROFILE", profile)];
+        assert_eq!(s.value(field, &labels), Some(mib), "{field} of instance {instance}");
+    }
+    // The whole GPU keeps its own series too.
+    let whole: Vec<_> = s
+        .find("DCGM_FI_DEV_FB_USED", &[("gpu", "0")])
+        .into_iter()
+        .filter(|sample| !sample.labels.contains_key("GPU_I_ID"))
+        .collect();
+    assert_eq!(whole.len(), 1);
+}

@@ -37,6 +37,18 @@ pub(crate) struct Field {
     /// Only source samples whose label has this value.
     pub(crate) filter: Option<(&'static str, &'static str)>,
     pub(crate) conversion: Conversion,
+    /// Also served for each MIG GPU instance, from its memory.
+    pub(crate) mig_memory: Option<MigMemory>,
+}
+
+/// A framebuffer field of a MIG GPU instance, as dcgm-exporter serves it
+/// with `GPU_I_ID` and `GPU_I_PROFILE`: from the instance's MIG devices'
+/// memory (its compute instances share it, so one device's value counts).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum MigMemory {
+    Used,
+    /// Total less used.
+    Free,
 }
 
 const fn field(
@@ -56,6 +68,15 @@ const fn field(
         sources,
         filter,
         conversion,
+        mig_memory: None,
+    }
+}
+
+/// `field` served per MIG GPU instance too.
+const fn per_mig_instance(field: Field, memory: MigMemory) -> Field {
+    Field {
+        mig_memory: Some(memory),
+        ..field
     }
 }
 
@@ -96,10 +117,10 @@ pub(crate) const FIELDS: &[Field] = &[
         &[&DECODER_UTILIZATION], None, Integer(100.0)),
     field("DCGM_FI_DEV_XID_ERRORS", G, "XID code", "Code of the last XID error (0: none since the exporter started).",
         &[&XID_ERRORS], None, LastXid),
-    field("DCGM_FI_DEV_FB_FREE", G, "MiB", "Frame buffer memory free in MiB.",
-        &[&MEMORY_FREE], None, Floor(MIB)),
-    field("DCGM_FI_DEV_FB_USED", G, "MiB", "Frame buffer memory used in MiB.",
-        &[&MEMORY_USED], None, Floor(MIB)),
+    per_mig_instance(field("DCGM_FI_DEV_FB_FREE", G, "MiB", "Frame buffer memory free in MiB.",
+        &[&MEMORY_FREE], None, Floor(MIB)), MigMemory::Free),
+    per_mig_instance(field("DCGM_FI_DEV_FB_USED", G, "MiB", "Frame buffer memory used in MiB.",
+        &[&MEMORY_USED], None, Floor(MIB)), MigMemory::Used),
     field("DCGM_FI_DEV_FB_RESERVED", G, "MiB", "Frame buffer memory reserved in MiB.",
         &[&MEMORY_RESERVED], None, Floor(MIB)),
     field("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", G, "KiB/s ÷ 1000",

@@ -28,7 +28,8 @@ use crate::collector::{Collection, Latest, Wanted};
 use crate::metrics::catalogue::Section;
 use crate::metrics::exposition::{Families, Sample, Samples};
 use counters::Counters;
-use fields::{Conversion, DRIVER_VERSION_LABEL, Field, xid_name};
+use crate::metrics::catalogue::{MIG_MEMORY_TOTAL, MIG_MEMORY_USED};
+use fields::{Conversion, DRIVER_VERSION_LABEL, Field, MigMemory, xid_name};
 use labels::{Labeller, Labels};
 
 /// The dcgm view of the collections: converts each GPU collection's native
@@ -173,7 +174,8 @@ fn convert(
     families
 }
 
-/// The sum of `field`'s sources per GPU and GPU instance.
+/// The sum of `field`'s sources per GPU and GPU instance, and for a
+/// framebuffer field each MIG GPU instance's.
 fn sums(samples: &Samples, field: &Field) -> BTreeMap<Key, f64> {
     let mut sums = BTreeMap::new();
     for sample in sources(samples, field) {
@@ -181,7 +183,34 @@ fn sums(samples: &Samples, field: &Field) -> BTreeMap<Key, f64> {
             *sums.entry(key).or_default() += sample.value;
         }
     }
+    if let Some(memory) = field.mig_memory {
+        sums.extend(mig_memory(samples, memory));
+    }
     sums
+}
+
+/// The used or free framebuffer of each MIG GPU instance. Its compute
+/// instances' devices report the same memory, the instance's: one counts.
+fn mig_memory(samples: &Samples, memory: MigMemory) -> BTreeMap<Key, f64> {
+    let mut used = BTreeMap::new();
+    let mut total = BTreeMap::new();
+    for sample in samples.iter() {
+        let into = match sample.metric.name {
+            name if name == MIG_MEMORY_USED.name => &mut used,
+            name if name == MIG_MEMORY_TOTAL.name => &mut total,
+            _ => continue,
+        };
+        if let Some(key) = Key::of(sample) {
+            into.insert(key, sample.value);
+        }
+    }
+    match memory {
+        MigMemory::Used => used,
+        MigMemory::Free => total
+            .into_iter()
+            .filter_map(|(key, total)| Some((key.clone(), total - used.get(&key)?)))
+            .collect(),
+    }
 }
 
 /// The field's value for one series from the sum of its sources; `None` for
