@@ -157,6 +157,7 @@ fn run(options: Options, enabled: Vec<&'static str>) -> Result<(), Failure> {
         slots,
         known_collectors: COLLECTORS.iter().map(|r| r.name).collect(),
         gpu: shared.gpu.clone(),
+        dra: shared.dra.clone(),
         process: ProcessMetrics::new(),
         interval,
         require_gpu: options.require_gpu,

@@ -158,6 +158,10 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
         "--collector.processes".to_owned(),
         // Per NVLink link, which also serves the links' state counts.
         "--collector.gpu.nvlink=links".to_owned(),
+        // DRA resolution on, against an API that is not there: its error counter.
+        "--collector.pods.dra".to_owned(),
+        "--kubernetes.api-url=http://127.0.0.1:9".to_owned(),
+        "--kubernetes.node-name=names".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));

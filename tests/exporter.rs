@@ -740,6 +740,10 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
             &socket_arg,
             "--collector.processes",
             "--collector.gpu.nvlink=links",
+            // DRA resolution on, against an API that is not there: its error counter.
+            "--collector.pods.dra",
+            "--kubernetes.api-url=http://127.0.0.1:9",
+            "--kubernetes.node-name=doc",
         ],
     );
     let s = exporter.scrape_until("every family", |s| {

@@ -76,7 +76,7 @@ proptest! {
         for (metric, labels) in [
             ("nvidia_gpu_info", vec!["0", "GPU-x", name.as_str(), "0000:01:00.0", "s"]),
             ("host_info", vec![host.as_str(), "linux", "13", "6.1"]),
-            ("nvidia_gpu_allocation_info", vec!["0", "GPU-x", "ns", "pod", container.as_str()]),
+            ("nvidia_gpu_allocation_info", vec!["0", "GPU-x", "ns", "pod", container.as_str(), "", "", ""]),
         ] {
             let text = encode_sample(metric, &labels, 1.0);
             // Each sample stays on one line, and every value comes back.

@@ -35,9 +35,31 @@ pub(crate) struct MigDevice {
 /// A GPU or MIG device the kubelet allocated to a container.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct GpuAllocation {
-    /// GPU or MIG device UUID.
+    /// GPU or MIG device UUID; empty for a DRA device not resolved (yet).
     pub(crate) uuid: String,
     pub(crate) namespace: String,
     pub(crate) pod: String,
     pub(crate) container: String,
+    /// The claim it came through, for a device allocated through Dynamic
+    /// Resource Allocation; `None` for a device plugin's.
+    pub(crate) claim: Option<ClaimDevice>,
+}
+
+/// A device of a ResourceClaim, as the kubelet and the DRA driver name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ClaimDevice {
+    pub(crate) claim: String,
+    pub(crate) claim_namespace: String,
+    pub(crate) driver: String,
+    pub(crate) pool: String,
+    /// The driver's name of the device, e.g. `gpu-0`.
+    pub(crate) device: String,
+    /// For a MIG device: its GPU and profile, from the driver's ResourceSlice.
+    pub(crate) mig: Option<MigOf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct MigOf {
+    pub(crate) parent_uuid: String,
+    pub(crate) profile: String,
 }

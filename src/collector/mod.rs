@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::metrics::catalogue::{Metric, Section};
 use crate::metrics::exposition::Samples;
 use facts::{GpuAllocation, GpuInventory};
-pub(crate) use shared::{Latest, Shared};
+pub(crate) use shared::{Failures, Latest, Shared};
 
 /// A source of metrics.
 pub(crate) trait Collector: Send {
@@ -97,6 +97,8 @@ pub(crate) struct Config {
     pub(crate) host_name: Option<String>,
     /// The kubelet's pod-resources socket.
     pub(crate) pod_resources_socket: PathBuf,
+    /// How the pods collector resolves devices of DRA claims.
+    pub(crate) dra: pods::DraConfig,
     /// The proc filesystem the processes collector reads.
     pub(crate) procfs: PathBuf,
     /// Container runtime state directories, to name a process's pod.

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::gpu::NvmlCalls;
-use super::status::GpuStatus;
+use super::status::{DraStatus, GpuStatus};
 
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -17,6 +17,33 @@ pub(crate) struct Shared {
     pub(crate) nvml: Latest<Arc<nvml_wrapper::Nvml>>,
     /// Every NVML call of every collector, by phase.
     pub(crate) nvml_calls: NvmlCalls,
+    /// Written by the pods collector: how DRA devices are resolved, for `/health`.
+    pub(crate) dra: Arc<Latest<DraStatus>>,
+}
+
+/// The last failure of something tried again and again, so that each
+/// distinct failure is logged once, and the recovery once.
+#[derive(Debug, Default)]
+pub(crate) struct Failures(Option<String>);
+
+impl Failures {
+    /// Records a failure; true when it is not the one before (log it).
+    pub(crate) fn failed(&mut self, message: &str) -> bool {
+        if self.0.as_deref() == Some(message) {
+            return false;
+        }
+        self.0 = Some(message.to_owned());
+        true
+    }
+
+    /// Records a success; true when it ends failures (log the recovery).
+    pub(crate) fn succeeded(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+
+    pub(crate) fn current(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
 /// The latest published value of something, shared by `Arc`: publishing

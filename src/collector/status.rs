@@ -10,6 +10,8 @@ pub(crate) struct GpuStatus {
     pub(crate) nvml_error: Option<String>,
     pub(crate) driver_version: Option<String>,
     pub(crate) gpus: Vec<GpuState>,
+    /// UUIDs of the MIG devices NVML reports.
+    pub(crate) mig_uuids: Vec<String>,
 }
 
 impl GpuStatus {
@@ -45,4 +47,21 @@ pub(crate) enum EventWatch {
     Watching { types: Vec<&'static str> },
     /// Registration failed with this NVML error.
     Failed { error: String },
+}
+
+/// How the pods collector resolves devices of DRA claims to UUIDs, in `/health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct DraStatus {
+    /// `resolving`, `failing` (the last request failed), `no_token` (no
+    /// service-account token to ask the API with), `no_node_name`, or `off`
+    /// (`--collector.pods.dra=false`).
+    pub(crate) state: &'static str,
+    /// The Kubernetes API asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) api: Option<String>,
+    /// Devices of DRA claims the kubelet reports, and how many have a UUID.
+    pub(crate) devices: usize,
+    pub(crate) resolved: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }

@@ -14,7 +14,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::collector;
-use crate::collector::pods::DEFAULT_SOCKET;
+use crate::collector::pods::{CA_FILE, DEFAULT_SOCKET, DraConfig, TOKEN_FILE};
 use crate::collector::processes::containers::DEFAULT_STATE_DIRS;
 use crate::http::{Limits, ListenAddress, ServerOptions};
 use crate::metrics::filter::{MetricFilter, Pattern};
@@ -193,6 +193,49 @@ pub(crate) struct Options {
         default_value = DEFAULT_SOCKET
     )]
     pub(crate) pod_resources_socket: PathBuf,
+
+    /// Resolve GPUs allocated through DRA claims to their UUIDs through the
+    /// Kubernetes API (the node's ResourceSlices), wherever a
+    /// service-account token is mounted.
+    #[arg(
+        long = "collector.pods.dra",
+        env = "SIE_COLLECTOR_PODS_DRA",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub(crate) pods_dra: bool,
+
+    /// The DRA drivers whose claims' devices are GPUs (comma-separated).
+    #[arg(
+        long = "kubernetes.dra-drivers",
+        env = "SIE_KUBERNETES_DRA_DRIVERS",
+        value_delimiter = ',',
+        default_value = "gpu.nvidia.com"
+    )]
+    pub(crate) dra_drivers: Vec<String>,
+
+    /// The Kubernetes API [default: in a pod, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT];
+    /// http:// is accepted, for tests and local proxies.
+    #[arg(long = "kubernetes.api-url", env = "SIE_KUBERNETES_API_URL")]
+    pub(crate) kubernetes_api_url: Option<String>,
+
+    /// The bearer token for the Kubernetes API, re-read for every request.
+    #[arg(long = "kubernetes.token-file", env = "SIE_KUBERNETES_TOKEN_FILE", default_value = TOKEN_FILE)]
+    pub(crate) kubernetes_token_file: PathBuf,
+
+    /// The CA that signs the Kubernetes API server's certificate.
+    #[arg(long = "kubernetes.ca-file", env = "SIE_KUBERNETES_CA_FILE", default_value = CA_FILE)]
+    pub(crate) kubernetes_ca_file: PathBuf,
+
+    /// This node's name, whose ResourceSlices are read (the DaemonSet sets
+    /// it from the downward API).
+    #[arg(long = "kubernetes.node-name", env = "NODE_NAME")]
+    pub(crate) node_name: Option<String>,
 
     /// Least severe log messages to print.
     #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
@@ -377,8 +420,31 @@ impl Options {
             },
             host_name: self.host_name.clone(),
             pod_resources_socket: self.pod_resources_socket.clone(),
+            dra: self.dra(),
             procfs: self.procfs.clone(),
             container_state: self.container_state.clone(),
+        }
+    }
+
+    /// How DRA devices are resolved: the API named, else the in-cluster one.
+    fn dra(&self) -> DraConfig {
+        let in_cluster = || {
+            let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+            let port = std::env::var("KUBERNETES_SERVICE_PORT").ok()?;
+            let host = match host.parse::<std::net::Ipv6Addr>() {
+                Ok(_) => format!("[{host}]"),
+                Err(_) => host,
+            };
+            Some(format!("https://{host}:{port}"))
+        };
+        DraConfig {
+            enabled: self.pods_dra,
+            drivers: self.dra_drivers.clone(),
+            api_url_given: self.kubernetes_api_url.is_some(),
+            api_url: self.kubernetes_api_url.clone().or_else(in_cluster),
+            token_file: self.kubernetes_token_file.clone(),
+            ca_file: self.kubernetes_ca_file.clone(),
+            node_name: self.node_name.clone().filter(|n| !n.is_empty()),
         }
     }
 

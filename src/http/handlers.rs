@@ -15,7 +15,7 @@ use super::health::{self, Health};
 use super::scrape::{self, ExporterMetrics};
 use super::stats::HttpStats;
 use crate::collector::Latest;
-use crate::collector::status::GpuStatus;
+use crate::collector::status::{DraStatus, GpuStatus};
 use crate::metrics::filter::MetricFilter;
 use crate::metrics::gzip;
 use crate::metrics::labels::HttpEncoding;
@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub(crate) known_collectors: Vec<&'static str>,
     /// The GPU collector's view of NVML and the GPUs.
     pub(crate) gpu: Arc<Latest<GpuStatus>>,
+    /// The pods collector's resolution of DRA devices.
+    pub(crate) dra: Arc<Latest<DraStatus>>,
     pub(crate) process: ProcessMetrics,
     pub(crate) interval: Duration,
     pub(crate) require_gpu: bool,
@@ -113,6 +115,7 @@ fn current_health(state: &AppState) -> Health {
         .dcgm_skipped_fields
         .clone_from(&state.dcgm_skipped_fields);
     health.metric_filters = health::MetricFilters::of(&state.metric_filter);
+    health.kubernetes_dra = state.dra.get().map(|dra| (*dra).clone());
     health
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::collector::status::{GpuState, GpuStatus};
+use crate::collector::status::{DraStatus, GpuState, GpuStatus};
 use crate::metrics::filter::MetricFilter;
 use crate::publish::{self, Outcome};
 
@@ -24,6 +24,9 @@ pub(crate) struct Health {
     /// provide, skipped; left out when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) dcgm_skipped_fields: Vec<String>,
+    /// How DRA devices are resolved to UUIDs; left out without the pods collector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kubernetes_dra: Option<DraStatus>,
     /// `--metrics.include` and `--metrics.exclude`; left out when neither is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metric_filters: Option<MetricFilters>,
@@ -106,6 +109,7 @@ pub(crate) fn health(gpu: Option<&GpuStatus>, collectors: Vec<CollectorHealth>) 
         gpus: gpu.map(|g| g.gpus.clone()).unwrap_or_default(),
         collectors,
         dcgm_skipped_fields: Vec::new(),
+        kubernetes_dra: None,
         metric_filters: None,
     }
 }

@@ -130,6 +130,23 @@ label_values! {
         Graphics = "graphics",
     }
 
+    /// `reason` of `system_info_exporter_kubernetes_api_errors_total`: why a
+    /// request to the Kubernetes API failed.
+    KubeApiError {
+        /// No valid token (401, or the token file is missing).
+        Unauthorized = "unauthorized",
+        /// The service account may not list ResourceSlices (403).
+        Forbidden = "forbidden",
+        /// No connection, or no answer in time.
+        Unreachable = "unreachable",
+        /// The TLS handshake failed, e.g. a certificate the CA does not sign.
+        Tls = "tls",
+        /// No API version serves ResourceSlices (404): DRA is not enabled.
+        NotServed = "not_served",
+        /// Another status, or an answer that is not a ResourceSliceList.
+        Other = "other",
+    }
+
     /// `phase` of `system_info_exporter_nvml_calls_total`: what NVML work is for.
     NvmlPhase {
         Init = "init",

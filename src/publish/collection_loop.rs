@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 use super::{Format, Outcome, Published, STALE_AFTER_INTERVALS, Slot, publish, watchdog};
-use crate::collector::{CollectError, Collection, Collector, Latest, Named};
+use crate::collector::{CollectError, Collection, Collector, Failures, Latest, Named};
 
 /// A running collection loop.
 pub(crate) struct Running {
@@ -54,7 +54,7 @@ pub(crate) fn start(
             interval,
             last_success: None,
             errors_total: 0,
-            last_error: None,
+            failures: Failures::default(),
             overrunning: false,
         };
         running.push(
@@ -79,8 +79,8 @@ struct Loop {
     interval: Duration,
     last_success: Option<SystemTime>,
     errors_total: u64,
-    /// The error of the last failed collection, until one succeeds.
-    last_error: Option<String>,
+    /// Failed collections, to log each distinct error once.
+    failures: Failures,
     /// Whether the last collection took longer than the interval.
     overrunning: bool,
 }
@@ -162,7 +162,7 @@ impl Loop {
         let name = self.name;
         match result {
             Ok(()) => {
-                if self.last_error.take().is_some() {
+                if self.failures.succeeded() {
                     info!(
                         collector = name,
                         "the {name} collector reads its source again"
@@ -172,9 +172,8 @@ impl Loop {
             }
             Err(CollectError::Failed(error)) => {
                 self.errors_total += 1;
-                if self.last_error.as_ref() != Some(&error) {
+                if self.failures.failed(&error) {
                     warn!(collector = name, "{error}");
-                    self.last_error = Some(error);
                 }
                 false
             }

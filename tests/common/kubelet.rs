@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use system_info_exporter::testing::pod_resources::{
-    ContainerDevices, ContainerResources, ListPodResourcesRequest, ListPodResourcesResponse,
-    PodResources,
+    ClaimResource, ContainerDevices, ContainerResources, DynamicResource, ListPodResourcesRequest,
+    ListPodResourcesResponse, PodResources,
 };
 use tonic::codegen::{BoxFuture, Service, http};
 
@@ -93,7 +93,38 @@ pub fn pod(
                 resource_name: resource.into(),
                 device_ids: devices.iter().map(|d| d.to_string()).collect(),
             }],
+            dynamic_resources: Vec::new(),
         }],
+    }
+}
+
+/// A container holding the devices of DRA claims: each claim (in the pod's
+/// namespace) with its (driver, device) pairs, of the pool `node`.
+pub fn claiming(
+    name: &str,
+    namespace: &str,
+    node: &str,
+    claims: &[(&str, &[(&str, &str)])],
+) -> ContainerResources {
+    ContainerResources {
+        name: name.into(),
+        devices: Vec::new(),
+        dynamic_resources: claims
+            .iter()
+            .map(|(claim, devices)| DynamicResource {
+                claim_name: (*claim).into(),
+                claim_namespace: namespace.into(),
+                claim_resources: devices
+                    .iter()
+                    .map(|(driver, device)| ClaimResource {
+                        cdi_devices: Vec::new(),
+                        driver_name: (*driver).into(),
+                        pool_name: node.into(),
+                        device_name: (*device).into(),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

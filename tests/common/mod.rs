@@ -2,6 +2,7 @@
 //! it over HTTP.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod kube_api;
 pub mod kubelet;
 pub mod prometheus;
 

@@ -81,6 +81,7 @@ CASES = {
     # dcgm-exporter's chart's ConfigMap, and the GPU Operator's key.
     "dcgm": ({"dcgm": {"countersConfigMap": "exporter-metrics-config-map"}}, OPERATOR),
     "dcgm-operator-key": ({"dcgm": {"countersConfigMap": "dcgm-metrics", "countersKey": "dcgm-metrics.csv"}}, []),
+    "dra": ({"dra": {"enabled": True}}, OPERATOR),
 }
 # The kustomize variant each chart rendering must equal in substance.
 KUSTOMIZE = {
@@ -89,6 +90,7 @@ KUSTOMIZE = {
     "tls": "deploy/kubernetes/overlays/tls-basic-auth",
     "processes": "deploy/kubernetes/overlays/processes",
     "nvidia-runtime": "deploy/kubernetes/overlays/nvidia-runtime",
+    "dra": "deploy/kubernetes/overlays/dra",
 }
 
 
@@ -164,7 +166,7 @@ def check_hardening(objects, name, values):
     pod = ds["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     security = container["securityContext"]
-    root = values.get("runAsRoot", False)
+    root = values.get("runAsRoot", False) or values.get("dra", {}).get("enabled", False)
     check(pod["automountServiceAccountToken"] is False, f"{name}: no service-account token")
     check(only(objects, "ServiceAccount")["automountServiceAccountToken"] is False, f"{name}: ServiceAccount without token")
     check(pod["securityContext"]["runAsNonRoot"] is (not root), f"{name}: runAsNonRoot")
@@ -272,6 +274,7 @@ def check_cases(rendered):
         "processes": plain | operator, "nvidia-runtime": plain | operator, "extras": plain,
         "dashboard": plain | {"ConfigMap"}, "release-name": plain,
         "dcgm": plain | operator, "dcgm-operator-key": plain,
+        "dra": plain | operator | {"ClusterRole", "ClusterRoleBinding"},
     }
     for case, objects in rendered.items():
         check(kinds(objects) == expected_kinds[case], f"{case}: kinds {sorted(kinds(objects))}")
@@ -344,6 +347,20 @@ def check_cases(rendered):
             check(not any(a.startswith("--dcgm.") for a in container["args"]) and "SIE_METRICS_FORMAT" not in {e["name"] for e in container["env"]},
                   f"{case}: no dcgm view unless asked")
     print("dcgm: the counters ConfigMap (key metrics, or the GPU Operator's) mounted read-only, --dcgm.counters names it, SIE_METRICS_FORMAT=dcgm")
+
+    _, pod, container = check_hardening(rendered["dra"], "dra", CASES["dra"][0])
+    api = {m["name"]: m for m in container["volumeMounts"]}["kube-api-access"]
+    check(api["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount", "dra: token mounted where the exporter looks")
+    sources = {v["name"]: v for v in pod["volumes"]}["kube-api-access"]["projected"]["sources"]
+    check(any(s.get("serviceAccountToken", {}).get("expirationSeconds", 1e9) <= 3607 for s in sources), "dra: a short-lived projected token")
+    role = only(rendered["dra"], "ClusterRole")
+    check(role["rules"] == [{"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices"], "verbs": ["get", "list"]}], "dra: get and list on resourceslices only")
+    (subject,) = only(rendered["dra"], "ClusterRoleBinding")["subjects"]
+    check(subject["name"] == only(rendered["dra"], "ServiceAccount")["metadata"]["name"], "dra: bound to the exporter's service account")
+    for case in CASES:
+        if case != "dra":
+            check(not {"ClusterRole", "ClusterRoleBinding"} & kinds(rendered[case]), f"{case}: no RBAC unless dra.enabled")
+    print("dra: a short-lived token mounted read-only, a ClusterRole with get and list on resourceslices only, none without it")
 
     gpu = rendered["release-name"]
     check(only(gpu, "DaemonSet")["metadata"]["name"] == f"gpu-{NAME}", "release gpu: object names")

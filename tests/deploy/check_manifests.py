@@ -20,6 +20,7 @@ KUSTOMIZE_DIRS = [
     "deploy/kubernetes/overlays/nvidia-runtime",
     "deploy/kubernetes/overlays/processes",
     "deploy/kubernetes/overlays/tls-basic-auth",
+    "deploy/kubernetes/overlays/dra",
 ]
 
 
@@ -44,12 +45,13 @@ def render(directory):
     return {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml.safe_load_all(out.stdout) if doc}
 
 
-def check_daemonset(objects, directory):
+def check_daemonset(objects, directory, root=False):
     ds = objects[("DaemonSet", "system-info-exporter")]
     pod = ds["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     security = container["securityContext"]
-    check(pod["securityContext"]["runAsNonRoot"] is True, "runAsNonRoot")
+    check(pod["securityContext"]["runAsNonRoot"] is (not root), f"{directory}: runAsNonRoot {not root}")
+    check(pod["automountServiceAccountToken"] is False, f"{directory}: no service-account token mounted by default")
     check(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", "seccomp RuntimeDefault")
     check(security["readOnlyRootFilesystem"] is True, "readOnlyRootFilesystem")
     check(security["allowPrivilegeEscalation"] is False, "allowPrivilegeEscalation false")
@@ -121,6 +123,26 @@ def check_tls_basic_auth(objects):
     check(auth["username"]["name"] == auth["password"]["name"] == "system-info-exporter-scrape", "ServiceMonitor basicAuth")
 
 
+def check_dra(objects):
+    """The DRA variant: a short-lived projected token, read-only, and a
+    ClusterRole that can get and list ResourceSlices and nothing else."""
+    pod = check_daemonset(objects, "dra", root=True)
+    check(pod["securityContext"]["runAsUser"] == 0, "dra: root, for the kubelet's socket")
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    api = mounts["kube-api-access"]
+    check(api["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount" and api["readOnly"] is True, "dra: token mounted read-only where the exporter looks")
+    sources = {v["name"]: v for v in pod["volumes"]}["kube-api-access"]["projected"]["sources"]
+    token = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
+    check(len(token) == 1 and token[0]["path"] == "token" and token[0]["expirationSeconds"] <= 3607, "dra: a short-lived projected token")
+    check(any(s.get("configMap", {}).get("name") == "kube-root-ca.crt" for s in sources), "dra: the cluster CA")
+    role = objects[("ClusterRole", "system-info-exporter-resourceslices")]
+    check(role["rules"] == [{"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices"], "verbs": ["get", "list"]}], "dra: get and list on resourceslices only")
+    binding = objects[("ClusterRoleBinding", "system-info-exporter-resourceslices")]
+    check(binding["subjects"] == [{"kind": "ServiceAccount", "name": "system-info-exporter", "namespace": "monitoring"}], "dra: bound to the exporter's service account")
+    check(binding["roleRef"]["name"] == role["metadata"]["name"], "dra: the binding names the role")
+
+
 def check_compose():
     """No Compose engine here: check the file's structure and its paths."""
     path = ROOT / "deploy/compose/docker-compose.yml"
@@ -160,6 +182,7 @@ def main():
     check(state["readOnly"] is True, "container state mounted read-only")
     check(not container["securityContext"].get("privileged"), "processes overlay: not privileged")
     check_tls_basic_auth(rendered["deploy/kubernetes/overlays/tls-basic-auth"])
+    check_dra(rendered["deploy/kubernetes/overlays/dra"])
     print(json.dumps({d: sorted(f"{k}/{n}" for k, n in objs) for d, objs in rendered.items()}, indent=1))
     print("manifests: all checks passed")
 

@@ -184,6 +184,7 @@ impl Session {
                 nvml_error: None,
                 driver_version: Some(driver.driver_version.clone()),
                 gpus: Vec::with_capacity(results.len()),
+                mig_uuids: Vec::new(),
             },
         };
         let out = &mut read.samples;
@@ -246,6 +247,8 @@ impl Session {
         out.add(&GPU_UP, &[&index_label, uuid], bool_value(up));
         if let Some(gpu_read) = gpu_read {
             out.extend(gpu_read.samples);
+            let mig_uuids = gpu_read.mig_devices.iter().map(|m| m.uuid.clone());
+            read.status.mig_uuids.extend(mig_uuids);
             read.inventory.mig_devices.extend(gpu_read.mig_devices);
         }
         let watch = self

@@ -1,6 +1,14 @@
 //! Which pods hold which GPUs, from the kubelet's pod-resources API
-//! (`v1.PodResourcesLister/List` over its unix socket).
+//! (`v1.PodResourcesLister/List` over its unix socket): the device plugin's
+//! devices by UUID, and DRA claims' devices resolved to UUIDs through the
+//! node's ResourceSlices ([`dra`], [`kube_api`]).
 
+mod allocations;
+mod dra;
+mod kube_api;
+pub mod proto;
+
+use std::collections::HashSet;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +21,10 @@ use tracing::info;
 use super::facts::GpuAllocation;
 use super::{CollectError, Collection, Collector, Config, Shared, Started};
 use crate::metrics::catalogue::{ALLOCATION_INFO, POD_RESOURCES_ERRORS};
+use allocations::gpu_allocations;
+pub(crate) use dra::DraConfig;
+use dra::Resolver;
+pub(crate) use kube_api::{CA_FILE, TOKEN_FILE};
 
 /// The default socket of the kubelet's pod-resources API.
 pub(crate) const DEFAULT_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
@@ -26,47 +38,49 @@ const KEEP_STALE_MAPPING: Duration = Duration::from_secs(300);
 /// Longest wait for the kubelet's answer; a slow kubelet never delays other collectors.
 const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub mod proto;
-
 struct PodCollector {
     shared: Arc<Shared>,
     socket: PathBuf,
     timeout: Duration,
     runtime: tokio::runtime::Runtime,
+    /// The allocations of the last answer, DRA devices unresolved, and when.
     last_good: Option<(Instant, Vec<GpuAllocation>)>,
     errors_total: u64,
+    resolver: Resolver,
 }
 
 pub(super) fn start(config: &Config, shared: &Arc<Shared>) -> Started {
     let timeout = config.interval.min(MAX_TIMEOUT);
-    let pods = PodCollector::new(shared.clone(), config.pod_resources_socket.clone(), timeout)
+    let socket = config.pod_resources_socket.clone();
+    if !socket.exists() {
+        info!(socket = %socket.display(), "pod attribution is off: no kubelet pod-resources socket");
+        return Ok(None);
+    }
+    let resolver = Resolver::new(config.dra.clone(), timeout)?;
+    let pods = PodCollector::new(shared.clone(), socket, timeout, resolver)
         .map_err(|e| format!("cannot start pod attribution: {e}"))?;
-    Ok(pods.map(|pods| Box::new(pods) as Box<dyn Collector>))
+    Ok(Some(Box::new(pods)))
 }
 
 impl PodCollector {
-    /// Returns `None`, after one info line, when the socket does not exist:
-    /// not a Kubernetes node, or the pod-resources folder is not mounted.
     fn new(
         shared: Arc<Shared>,
         socket: PathBuf,
         timeout: Duration,
-    ) -> std::io::Result<Option<Self>> {
-        if !socket.exists() {
-            info!(socket = %socket.display(), "pod attribution is off: no kubelet pod-resources socket");
-            return Ok(None);
-        }
+        resolver: Resolver,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(Some(Self {
+        Ok(Self {
             shared,
             socket,
             timeout,
             runtime,
             last_good: None,
             errors_total: 0,
-        }))
+            resolver,
+        })
     }
 
     fn add_samples(&self, allocations: &[GpuAllocation], out: &mut Collection) {
@@ -81,6 +95,8 @@ impl PodCollector {
         };
         for allocation in allocations {
             let index = index_of(&allocation.uuid);
+            let claim = allocation.claim.as_ref();
+            let of = |field: fn(&super::facts::ClaimDevice) -> &str| claim.map_or("", field);
             out.samples.add(
                 &ALLOCATION_INFO,
                 &[
@@ -89,12 +105,34 @@ impl PodCollector {
                     &allocation.namespace,
                     &allocation.pod,
                     &allocation.container,
+                    of(|c| &c.claim),
+                    of(|c| &c.claim_namespace),
+                    of(|c| &c.device),
                 ],
                 1.0,
             );
         }
         out.samples
             .add(&POD_RESOURCES_ERRORS, &[], self.errors_total as f64);
+        self.resolver.add_samples(&mut out.samples);
+    }
+
+    /// The allocations of the last answer, DRA devices resolved where they can be.
+    fn resolved(&mut self) -> Vec<GpuAllocation> {
+        let mut allocations = self
+            .last_good
+            .as_ref()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let status = self.shared.gpu.get();
+        let nvml: Option<HashSet<String>> = status.as_ref().filter(|s| s.nvml_up).map(|s| {
+            let gpus = s.gpus.iter().map(|g| g.uuid.clone());
+            gpus.chain(s.mig_uuids.iter().cloned()).collect()
+        });
+        self.resolver
+            .resolve(&self.runtime, &mut allocations, nvml.as_ref());
+        self.shared.dra.set(self.resolver.status(&allocations));
+        allocations
     }
 
     async fn list(
@@ -123,7 +161,8 @@ impl Collector for PodCollector {
             .block_on(async { tokio::time::timeout(self.timeout, self.list()).await });
         let result = match reply {
             Ok(Ok(reply)) => {
-                self.last_good = Some((Instant::now(), gpu_allocations(&reply)));
+                let allocations = gpu_allocations(&reply, self.resolver.drivers());
+                self.last_good = Some((Instant::now(), allocations));
                 Ok(())
             }
             failure => {
@@ -152,9 +191,9 @@ impl Collector for PodCollector {
                 )))
             }
         };
-        let allocations = self.last_good.as_ref().map_or(&[][..], |(_, a)| a);
-        self.add_samples(allocations, out);
-        out.allocations = Some(allocations.to_vec());
+        let allocations = self.resolved();
+        self.add_samples(&allocations, out);
+        out.allocations = Some(allocations);
         result
     }
 }
@@ -189,77 +228,5 @@ fn diagnose(socket: &Path, error: &str) -> String {
             // the v1 pod-resources API).
             Ok(_) => error.to_owned(),
         },
-    }
-}
-
-/// The NVIDIA devices of every container: whole GPUs (`nvidia.com/gpu`) and
-/// MIG devices (`nvidia.com/mig-*`), by UUID. Time-slicing replicas
-/// (`GPU-...::3`) name the same GPU and count once per container.
-fn gpu_allocations(reply: &proto::ListPodResourcesResponse) -> Vec<GpuAllocation> {
-    let mut allocations = Vec::new();
-    for pod in &reply.pod_resources {
-        for container in &pod.containers {
-            for devices in &container.devices {
-                let name = devices.resource_name.as_str();
-                if name != "nvidia.com/gpu" && !name.starts_with("nvidia.com/mig-") {
-                    continue;
-                }
-                for id in &devices.device_ids {
-                    let uuid = id.split_once("::").map_or(id.as_str(), |(uuid, _)| uuid);
-                    allocations.push(GpuAllocation {
-                        uuid: uuid.to_owned(),
-                        namespace: pod.namespace.clone(),
-                        pod: pod.name.clone(),
-                        container: container.name.clone(),
-                    });
-                }
-            }
-        }
-    }
-    allocations.sort_by(|a, b| {
-        (&a.uuid, &a.namespace, &a.pod, &a.container).cmp(&(
-            &b.uuid,
-            &b.namespace,
-            &b.pod,
-            &b.container,
-        ))
-    });
-    allocations.dedup();
-    allocations
-}
-
-#[cfg(test)]
-mod tests {
-    use super::proto::*;
-    use super::*;
-
-    fn devices(resource: &str, ids: &[&str]) -> ContainerDevices {
-        ContainerDevices {
-            resource_name: resource.into(),
-            device_ids: ids.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn maps_gpus_and_mig_devices_to_containers() {
-        let reply = ListPodResourcesResponse {
-            pod_resources: vec![PodResources {
-                name: "train-0".into(),
-                namespace: "ml".into(),
-                containers: vec![ContainerResources {
-                    name: "worker".into(),
-                    devices: vec![
-                        devices("nvidia.com/gpu", &["GPU-a::0", "GPU-a::1", "GPU-b"]),
-                        devices("nvidia.com/mig-1g.10gb", &["MIG-c"]),
-                        devices("example.com/fpga", &["fpga-0"]),
-                    ],
-                }],
-            }],
-        };
-        let uuids: Vec<_> = gpu_allocations(&reply)
-            .into_iter()
-            .map(|a| a.uuid)
-            .collect();
-        assert_eq!(uuids, ["GPU-a", "GPU-b", "MIG-c"]);
     }
 }

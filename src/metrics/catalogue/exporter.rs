@@ -1,7 +1,7 @@
 //! The `system_info_exporter_*` metrics: the exporter's own state.
 
 use super::*;
-use crate::metrics::labels::{CloseReason, HttpEncoding, HttpHandler, NvmlPhase};
+use crate::metrics::labels::{CloseReason, HttpEncoding, HttpHandler, KubeApiError, NvmlPhase};
 
 const COLLECTOR: Label = free("collector");
 
@@ -29,6 +29,11 @@ catalogue! { Exporter:
     POD_RESOURCES_ERRORS = Counter "system_info_exporter_pod_resources_errors_total" [] unit "calls",
         "Calls to the kubelet pod-resources API that failed or timed out.",
         "only with pod attribution";
+
+    KUBERNETES_API_ERRORS = Counter "system_info_exporter_kubernetes_api_errors_total"
+        [values("reason", KubeApiError::NAMES)] unit "requests",
+        "Requests to the Kubernetes API (this node's ResourceSlices, to resolve DRA devices) that failed, by reason.",
+        "only where the pods collector resolves DRA devices: a service-account token is mounted and `--collector.pods.dra` is on";
 
     HTTP_REQUESTS = Counter "system_info_exporter_http_requests_total"
         [values("handler", HttpHandler::NAMES), free("code")] unit "requests",

@@ -245,7 +245,8 @@ catalogue! { Gpu:
         "The process's share of the video decoder.",
         "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
     ALLOCATION_INFO = Gauge "nvidia_gpu_allocation_info"
-        [GPU, UUID, free("namespace"), free("pod"), free("container")] unit "always 1",
+        [GPU, UUID, free("namespace"), free("pod"), free("container"),
+         free("claim"), free("claim_namespace"), free("claim_device")] unit "always 1",
         "A GPU or MIG device allocated to a container by the kubelet; always 1. Join on uuid.",
-        "kubelet pod-resources API (`v1.PodResourcesLister/List`): devices of `nvidia.com/gpu` and `nvidia.com/mig-*`; `gpu` is empty for a MIG device. Only where the kubelet socket exists";
+        "kubelet pod-resources API (`v1.PodResourcesLister/List`): devices of `nvidia.com/gpu` and `nvidia.com/mig-*`, and devices of DRA claims (`dynamic_resources`) of the `--kubernetes.dra-drivers`, resolved to UUIDs through the node's ResourceSlices (`claim`, `claim_namespace`, `claim_device` set; `uuid` empty while unresolved); `gpu` is empty for a MIG device. Only where the kubelet socket exists";
 }

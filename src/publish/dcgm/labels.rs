@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::fields::DRIVER_VERSION_LABEL;
-use crate::collector::facts::{GpuAllocation, GpuInventory};
+use crate::collector::facts::{ClaimDevice, GpuAllocation, GpuInventory};
 
 /// Label names and values, in order.
 pub(super) type Labels = Vec<(&'static str, String)>;
@@ -67,11 +67,18 @@ impl<'a> Labeller<'a> {
             (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
         });
         let mut pods: ByInstance<&GpuAllocation> = HashMap::new();
-        for allocation in sorted {
-            let (gpu, instance) = mig_devices
-                .get(allocation.uuid.as_str())
-                .cloned()
-                .unwrap_or((allocation.uuid.as_str(), String::new()));
+        for allocation in sorted.into_iter().filter(|a| !a.uuid.is_empty()) {
+            // A MIG device of a DRA claim labels its GPU's series, as
+            // dcgm-exporter does (with dra_mig_device_uuid); a device
+            // plugin's, the series of its GPU instance.
+            let dra_mig = allocation.claim.as_ref().and_then(|c| c.mig.as_ref());
+            let (gpu, instance) = match dra_mig {
+                Some(mig) => (mig.parent_uuid.as_str(), String::new()),
+                None => mig_devices
+                    .get(allocation.uuid.as_str())
+                    .cloned()
+                    .unwrap_or((allocation.uuid.as_str(), String::new())),
+            };
             pods.entry(gpu)
                 .or_default()
                 .entry(instance)
@@ -114,9 +121,28 @@ impl<'a> Labeller<'a> {
             others.push(("container", allocation.container.clone()));
             others.push(("namespace", allocation.namespace.clone()));
             others.push(("pod", allocation.pod.clone()));
+            if let Some(claim) = &allocation.claim {
+                others.extend(dra_labels(claim, &allocation.uuid));
+            }
         }
         others.sort();
         labels.extend(others);
         labels
     }
+}
+
+/// dcgm-exporter's labels of a device allocated through a DRA claim.
+fn dra_labels(claim: &ClaimDevice, uuid: &str) -> Labels {
+    let mut labels = vec![
+        ("dra_claim_name", claim.claim.clone()),
+        ("dra_claim_namespace", claim.claim_namespace.clone()),
+        ("dra_driver_name", claim.driver.clone()),
+        ("dra_pool_name", claim.pool.clone()),
+        ("dra_device_name", claim.device.clone()),
+    ];
+    if let Some(mig) = &claim.mig {
+        labels.push(("dra_mig_profile", mig.profile.clone()));
+        labels.push(("dra_mig_device_uuid", uuid.to_owned()));
+    }
+    labels
 }

@@ -26,9 +26,9 @@ use super::Format;
 use crate::collector::facts::GpuAllocation;
 use crate::collector::{Collection, Latest, Wanted};
 use crate::metrics::catalogue::Section;
+use crate::metrics::catalogue::{MIG_MEMORY_TOTAL, MIG_MEMORY_USED};
 use crate::metrics::exposition::{Families, Sample, Samples};
 use counters::Counters;
-use crate::metrics::catalogue::{MIG_MEMORY_TOTAL, MIG_MEMORY_USED};
 use fields::{Conversion, DRIVER_VERSION_LABEL, Field, MigMemory, xid_name};
 use labels::{Labeller, Labels};
 

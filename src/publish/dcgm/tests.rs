@@ -45,6 +45,7 @@ fn pods(allocations: &[(&str, &str, &str, &str)], samples: Samples) -> Collectio
             namespace: (*namespace).into(),
             pod: (*pod).into(),
             container: (*container).into(),
+            claim: None,
         })
         .collect();
     Collection {
