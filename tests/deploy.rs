@@ -71,9 +71,18 @@ fn prometheus_configs_and_rules_pass_promtool() {
     let rules = repo("deploy/prometheus/alerts.yml");
     let (ok, output) = run("promtool", &["check", "rules", rules.to_str().unwrap()]);
     assert!(ok, "{output}");
-    let test = repo("deploy/prometheus/alerts_test.yml");
-    let (ok, output) = run("promtool", &["test", "rules", test.to_str().unwrap()]);
-    assert!(ok, "{output}");
+    // Every unit-test file of the rules: alerts_test.yml and those beside it.
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(repo("deploy/prometheus"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with("_test.yml"))
+        .collect();
+    tests.sort();
+    assert!(tests.len() >= 2, "rule tests missing: {tests:?}");
+    for test in tests {
+        let (ok, output) = run("promtool", &["test", "rules", test.to_str().unwrap()]);
+        assert!(ok, "{}: {output}", test.display());
+    }
     for config in ["prometheus.yml", "prometheus-tls.yml"] {
         let config = repo("deploy/prometheus").join(config);
         let (ok, output) = run("promtool", &["check", "config", config.to_str().unwrap()]);

@@ -945,8 +945,9 @@ fn a_collection_stays_within_25_nvml_calls_per_gpu() {
     assert_eq!(calls(&first, "collection"), 1.0 + 4.0 * 20.0 + 2.0);
     // Identity and limits are read once per initialisation: 4 identity reads,
     // 4 maximum clocks, 4 thresholds, 2 PCIe maxima, ECC mode, NVLink count,
-    // fans, clock-event reasons, event types, MIG slots, GPM support.
-    assert_eq!(calls(&first, "discovery"), 4.0 * 21.0);
+    // fans, clock-event reasons, event types, MIG slots, GPM support, the
+    // fabric probe. GPUs without a fabric (all four) are not asked again.
+    assert_eq!(calls(&first, "discovery"), 4.0 * 22.0);
     assert_eq!(calls(&first, "init"), 4.0);
 
     // Later collections: GPM adds a sample, the metrics and freeing the

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::metrics::labels::FabricState;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct GpuStatus {
     pub(crate) nvml_up: bool,
@@ -18,6 +20,22 @@ impl GpuStatus {
     pub(crate) fn gpus_lost(&self) -> usize {
         self.gpus.iter().filter(|gpu| !gpu.up).count()
     }
+
+    /// The GPUs whose NVLink fabric is not registered, each as `GPU 3:
+    /// in_progress`; empty where every fabric is (or there is none).
+    pub(crate) fn fabric_unregistered(&self) -> Vec<String> {
+        self.gpus
+            .iter()
+            .filter_map(|gpu| {
+                let fabric = gpu.fabric.as_ref().filter(|f| !f.registered())?;
+                let state = match fabric.status {
+                    Some(code) => format!("failed with NVML return code {code}"),
+                    None => fabric.state.clone(),
+                };
+                Some(format!("GPU {}: {state}", gpu.index))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -31,6 +49,47 @@ pub(crate) struct GpuState {
     pub(crate) down_reason: Option<String>,
     /// Which NVML events of this GPU are being watched.
     pub(crate) events: EventWatch,
+    /// The GPU's NVLink fabric; left out on GPUs without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fabric: Option<FabricHealth>,
+}
+
+/// In `/health`, a GPU's NVLink fabric: its registration and health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub(crate) struct FabricHealth {
+    /// Registered, with no health issue and, where the driver summarises,
+    /// a `healthy` summary.
+    pub(crate) ok: bool,
+    /// `not_started`, `in_progress` or `completed`; `unknown` when it could
+    /// not be read (then `error` says why) or NVML gave an undocumented value.
+    pub(crate) state: String,
+    /// The registration's NVML return code, once completed: 0 succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status: Option<u32>,
+    /// Why the registration failed, or why the fabric could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    pub(crate) cluster_uuid: String,
+    pub(crate) clique_id: u32,
+    /// The issues the health mask reports, as the `issue` label names them.
+    pub(crate) issues: Vec<&'static str>,
+    /// The cause of `incorrect_configuration`, nvml.h's name in lower case
+    /// (e.g. `insufficient_nvlinks`), while it is reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) incorrect_configuration: Option<String>,
+    /// Issues this driver does not report (the mask says not supported).
+    pub(crate) unsupported_checks: Vec<&'static str>,
+    /// The driver's summary (`healthy`, `unhealthy`, `limited_capacity`);
+    /// left out where it gives none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) summary: Option<String>,
+}
+
+impl FabricHealth {
+    /// Whether registration completed and succeeded: what readiness waits for.
+    pub(crate) fn registered(&self) -> bool {
+        self.state == FabricState::Completed.name() && self.status == Some(0)
+    }
 }
 
 /// In `/health` an object whose `state` says which: `{"state": "watching",

@@ -16,8 +16,8 @@ pub(crate) struct Health {
     pub(crate) nvml: NvmlHealth,
     pub(crate) gpu_count: usize,
     pub(crate) gpus_lost: usize,
-    /// Each GPU: index, uuid, whether it answers, and whether its XID and
-    /// ECC events are watched.
+    /// Each GPU: index, uuid, whether it answers, whether its XID and ECC
+    /// events are watched, and its NVLink fabric where it has one.
     pub(crate) gpus: Vec<GpuState>,
     pub(crate) collectors: Vec<CollectorHealth>,
     /// Fields of the `--dcgm.counters` file that this exporter does not
@@ -136,15 +136,24 @@ pub(crate) fn not_ready_reason(
     if gpu.gpus.is_empty() {
         return Some("NVML reports no GPU".to_owned());
     }
-    match gpu.gpus_lost() {
-        0 => None,
-        lost => Some(format!("{lost} GPU(s) lost")),
+    let lost = gpu.gpus_lost();
+    if lost > 0 {
+        return Some(format!("{lost} GPU(s) lost"));
     }
+    // Registration runs for minutes after boot; until it completes the
+    // GPUs cannot reach their NVLink peers.
+    let unregistered = gpu.fabric_unregistered();
+    if !unregistered.is_empty() {
+        let gpus = unregistered.join(", ");
+        return Some(format!("NVLink fabric not registered ({gpus})"));
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::status::FabricHealth;
 
     #[test]
     fn goes_stale_after_three_intervals_without_a_collection() {
@@ -205,5 +214,40 @@ mod tests {
             Some("NVML reports no GPU")
         );
         assert_eq!(not_ready_reason(Some(&none), true, false), None);
+    }
+
+    #[test]
+    fn readiness_waits_for_every_fabric_to_register() {
+        let fabric = |state: &str, status| FabricHealth {
+            state: state.to_owned(),
+            status,
+            ..FabricHealth::default()
+        };
+        let gpu = |index, fabric| GpuState {
+            index,
+            up: true,
+            fabric,
+            ..GpuState::default()
+        };
+        let mut status = GpuStatus {
+            nvml_up: true,
+            gpus: vec![
+                gpu(0, Some(fabric("completed", Some(0)))),
+                gpu(1, Some(fabric("in_progress", None))),
+                gpu(2, None),
+                gpu(3, Some(fabric("completed", Some(23)))),
+            ],
+            ..GpuStatus::default()
+        };
+        assert_eq!(
+            not_ready_reason(Some(&status), true, true).as_deref(),
+            Some(
+                "NVLink fabric not registered (GPU 1: in_progress, GPU 3: failed with NVML return code 23)"
+            )
+        );
+        assert_eq!(not_ready_reason(Some(&status), true, false), None);
+        status.gpus[1] = gpu(1, Some(fabric("completed", Some(0))));
+        status.gpus[3] = gpu(3, Some(fabric("completed", Some(0))));
+        assert_eq!(not_ready_reason(Some(&status), true, true), None);
     }
 }

@@ -124,6 +124,32 @@ label_values! {
         DrainAndReset = "drain_and_reset",
     }
 
+    /// `state` of `nvidia_gpu_fabric_state`, in the order of NVML's
+    /// `nvmlGpuFabricState_t` (1, 2, 3; 0, not supported, means no fabric).
+    FabricState {
+        NotStarted = "not_started",
+        InProgress = "in_progress",
+        Completed = "completed",
+    }
+
+    /// `issue` of `nvidia_gpu_fabric_health`: the fields of NVML's fabric
+    /// health mask, in the order of their bits.
+    FabricIssue {
+        DegradedBandwidth = "degraded_bandwidth",
+        RouteRecovery = "route_recovery",
+        RouteUnhealthy = "route_unhealthy",
+        AccessTimeoutRecovery = "access_timeout_recovery",
+        IncorrectConfiguration = "incorrect_configuration",
+    }
+
+    /// `summary` of `nvidia_gpu_fabric_overall_health`, in the order of
+    /// NVML's `NVML_GPU_FABRIC_HEALTH_SUMMARY_*` (1, 2, 3; 0 is not supported).
+    FabricSummary {
+        Healthy = "healthy",
+        Unhealthy = "unhealthy",
+        LimitedCapacity = "limited_capacity",
+    }
+
     /// `type` of `nvidia_gpu_process_memory_used_bytes`.
     ProcessType {
         Compute = "compute",

@@ -97,7 +97,8 @@ impl DoubleConfig {
 }
 
 /// Test-double settings under which GPU 0 exports every GPU family: an XID,
-/// NVLink, GPM profiling, a MIG device and a process (the last one with
+/// NVLink, GPM profiling, a MIG device, a registered NVLink fabric with a
+/// health summary, and a process (the last one with
 /// `--collector.processes`, the per-link NVLink families with
 /// `--collector.gpu.nvlink=links`).
 pub const EVERY_GPU_FAMILY: &str = "
@@ -119,6 +120,10 @@ gpu.0.gpm_value.61 = 2000
 gpu.0.mig = 1
 gpu.0.mig_slots = 7
 gpu.0.mig_device.0 = MIG-00000000-0000-5000-8000-000000000000 gi=1 ci=0 profile=7g.80gb memory_total=85899345920 memory_used=1073741824
+gpu.0.fabric_state = 3
+gpu.0.fabric_clique_id = 1
+gpu.0.fabric_health_mask = 0x1aa
+gpu.0.fabric_health_summary = 1
 process.0 = gpu=0 pid=1 type=compute memory=1073741824 gi=1 ci=0 sm=10
 ";
 
@@ -131,6 +136,8 @@ pub fn has_every_gpu_family(s: &Scrape) -> bool {
         "nvidia_gpu_sm_active_ratio",
         "nvidia_gpu_mig_info",
         "nvidia_gpu_process_memory_used_bytes",
+        "nvidia_gpu_fabric_status",
+        "nvidia_gpu_fabric_overall_health",
     ]
     .iter()
     .all(|name| s.has(name))

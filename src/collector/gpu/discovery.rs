@@ -1,6 +1,7 @@
 //! What is read once per NVML initialisation: a GPU's identity and the values
 //! that do not change while the driver stays loaded (maximum clocks and PCIe
-//! link, temperature thresholds, ECC mode, fans, NVLink links, event support).
+//! link, temperature thresholds, ECC mode, fans, NVLink links, event support,
+//! whether the GPU has an NVLink fabric).
 
 use nvml_wrapper::Device;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
@@ -12,7 +13,7 @@ use super::nvml_values;
 use super::reader::Reader;
 use super::samples::GpuSamples;
 use super::sys::{self, Field};
-use super::{gpm, nvlink};
+use super::{fabric, gpm, nvlink};
 use crate::metrics::catalogue::{
     CLOCK_EVENT_ACTIVE, CLOCK_MAX, ECC_ENABLED, FAN_SPEED, Metric, PCIE_LINK_MAX_GENERATION,
     PCIE_LINK_MAX_WIDTH, TEMPERATURE_THRESHOLD,
@@ -44,6 +45,8 @@ pub(super) struct Discovered {
     pub(super) mig_slots: Option<u32>,
     /// Whether GPM profiling metrics are supported.
     pub(super) gpm: bool,
+    /// The GPU's NVLink fabric, read every collection where there is one.
+    pub(super) fabric: Option<fabric::Fabric>,
 }
 
 impl Discovered {
@@ -139,5 +142,7 @@ pub(super) fn discover(reader: &mut Reader) -> Discovered {
             && reader
                 .read("gpm_support", Device::gpm_support)
                 .unwrap_or(false),
+        // Whatever the output serves: `/health` and `/ready` use it.
+        fabric: fabric::probe(reader),
     }
 }

@@ -6,15 +6,17 @@
 //! - [`discovery`]: what is read once per initialisation (identity, limits);
 //! - [`readings`]: what is read every interval, [`nvlink`] the NVLink part;
 //! - [`sys`]: the NVML calls nvml-wrapper lacks (field values with scope ids,
-//!   MIG instance ids);
+//!   MIG instance ids, the fabric probe);
 //! - [`events`]: the thread that waits for XID and ECC events;
 //! - [`mig`], [`gpm`]: MIG devices and GPM profiling metrics;
+//! - [`fabric`]: the NVLink fabric's registration and health;
 //! - [`reader`], [`samples`], [`calls`]: reading one GPU, its samples, and
 //!   the count of NVML calls.
 
 mod calls;
 mod discovery;
 mod events;
+mod fabric;
 mod gpm;
 mod library;
 mod mig;

@@ -13,10 +13,10 @@ use super::discovery::{self, Discovered, Identity};
 use super::nvlink::{Links, NvlinkDetail};
 use super::reader::Reader;
 use super::samples::GpuSamples;
-use super::{NvmlCalls, events, gpm, mig, readings};
+use super::{NvmlCalls, events, fabric, gpm, mig, readings};
 use crate::collector::Wanted;
 use crate::collector::facts::{GpuIdentity, GpuInventory, MigDevice};
-use crate::collector::status::{EventWatch, GpuState, GpuStatus};
+use crate::collector::status::{EventWatch, FabricHealth, GpuState, GpuStatus};
 use crate::metrics::catalogue::{
     DRIVER_INFO, GPU_INFO, GPU_UP, GPUS, NVML_UP, XID_FELL_OFF_THE_BUS,
 };
@@ -42,6 +42,8 @@ pub(super) struct Session {
     /// What the output serves: readings of nothing served are not made.
     wanted: Wanted,
     was_up: Vec<bool>,
+    /// Each GPU's fabric at the last collection, to log its changes.
+    fabrics: Vec<Option<FabricHealth>>,
     migs: HashMap<String, mig::MigIdentity>,
     gpm: gpm::Previous,
     /// How many GPUs NVML reported last, to log when that changes.
@@ -67,6 +69,7 @@ pub(super) struct Read {
 struct GpuRead {
     samples: Samples,
     mig_devices: Vec<MigDevice>,
+    fabric: Option<FabricHealth>,
 }
 
 /// Errors that mean NVML itself no longer works, not one GPU.
@@ -94,6 +97,7 @@ impl Session {
             nvlink,
             wanted,
             was_up: Vec::new(),
+            fabrics: Vec::new(),
             migs: HashMap::new(),
             gpm: gpm::Previous::default(),
             gpu_count: None,
@@ -115,6 +119,7 @@ impl Session {
         self.discovered.resize_with(slots, || None);
         self.links.resize_with(slots, || None);
         self.was_up.resize(slots, true);
+        self.fabrics.resize_with(slots, || None);
 
         let mut results = Vec::with_capacity(slots);
         let mut driver_failures = Vec::new();
@@ -245,12 +250,18 @@ impl Session {
             });
         }
         out.add(&GPU_UP, &[&index_label, uuid], bool_value(up));
+        let mut fabric = None;
         if let Some(gpu_read) = gpu_read {
             out.extend(gpu_read.samples);
             let mig_uuids = gpu_read.mig_devices.iter().map(|m| m.uuid.clone());
             read.status.mig_uuids.extend(mig_uuids);
             read.inventory.mig_devices.extend(gpu_read.mig_devices);
+            fabric = gpu_read.fabric;
         }
+        if let Some(now) = &fabric {
+            fabric::log_change(index, self.fabrics[slot].as_ref(), now);
+        }
+        self.fabrics[slot].clone_from(&fabric);
         let watch = self
             .watcher
             .as_ref()
@@ -275,6 +286,7 @@ impl Session {
             up,
             down_reason,
             events: watch,
+            fabric,
         }
     }
 
@@ -313,6 +325,9 @@ impl Session {
         let mut reader = Reader::new(index, device, calls.count(NvmlPhase::Collection), wanted);
         discovered.add_samples(&mut gpu);
         readings::read(&mut reader, discovered, links, &mut gpu);
+        let fabric = discovered
+            .fabric
+            .and_then(|fabric| fabric::read(&mut reader, fabric, &mut gpu));
         let mig_devices = match discovered.mig_slots {
             Some(slots) => mig::read(&mut reader, slots, &mut self.migs, &mut gpu),
             None => Vec::new(),
@@ -336,6 +351,7 @@ impl Session {
             None => Ok(GpuRead {
                 samples,
                 mig_devices,
+                fabric,
             }),
             Some(error) => Err(error),
         }

@@ -6,13 +6,19 @@
 //!   set the scope id that per-link NVLink fields need. Only field ids below
 //!   251 are used, so nvml-wrapper's renumbering of ids 251–273 for newer
 //!   drivers does not apply;
-//! - the GPU and compute instance ids of a MIG device.
+//! - the GPU and compute instance ids of a MIG device;
+//! - the NVLink fabric probe (`nvmlDeviceGetGpuFabricInfoV`).
+//!
+//! Every call looks its symbol up first: nvml-wrapper-sys's own methods
+//! panic where the driver lacks it.
 
 use std::mem;
 
 use nvml_wrapper::Device;
 use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
-use nvml_wrapper_sys::bindings::nvmlFieldValue_t;
+use nvml_wrapper_sys::bindings::{
+    nvmlFieldValue_t, nvmlGpuFabricInfo_v2_t, nvmlGpuFabricInfo_v3_t,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Field {
@@ -83,4 +89,79 @@ pub(super) fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
     // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
     nvml_try(unsafe { get(mig.handle(), &mut id) })?;
     Ok(id)
+}
+
+/// A version of `nvmlGpuFabricInfo`: v3 (drivers from R580) adds the health
+/// summary to v2 (R550 on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FabricVersion {
+    V2,
+    V3,
+}
+
+impl FabricVersion {
+    /// nvml.h's `NVML_STRUCT_VERSION(GpuFabricInfo, N)`: the struct's size
+    /// with the version in the top byte (bindgen drops that macro).
+    fn tag(self) -> u32 {
+        match self {
+            Self::V2 => mem::size_of::<nvmlGpuFabricInfo_v2_t>() as u32 | (2 << 24),
+            Self::V3 => mem::size_of::<nvmlGpuFabricInfo_v3_t>() as u32 | (3 << 24),
+        }
+    }
+}
+
+/// What `nvmlDeviceGetGpuFabricInfoV` answered, as NVML's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FabricInfo {
+    pub(super) cluster_uuid: [u8; 16],
+    /// The registration's NVML return code; valid once `state` is completed.
+    pub(super) status: u32,
+    pub(super) clique_id: u32,
+    /// `nvmlGpuFabricState_t`: 0 not supported, 1 not started, 2 in
+    /// progress, 3 completed.
+    pub(super) state: u8,
+    pub(super) health_mask: u32,
+    /// `healthSummary`, v3 only.
+    pub(super) health_summary: Option<u8>,
+}
+
+/// NVML's code for a struct version the driver does not know.
+pub(super) const ARGUMENT_VERSION_MISMATCH: u32 = 25;
+
+/// The GPU's NVLink fabric probe in struct `version`. A driver that knows
+/// only v2 answers v3 with `NvmlError::UnexpectedVariant(25)`
+/// ([`ARGUMENT_VERSION_MISMATCH`]).
+pub(super) fn gpu_fabric_info(
+    device: &Device,
+    version: FabricVersion,
+) -> Result<FabricInfo, NvmlError> {
+    let get = nvml_sym(device.nvml().lib().nvmlDeviceGetGpuFabricInfoV.as_ref())?;
+    // SAFETY: plain old data; all zeroes is valid. v3 is v2 plus a trailing
+    // field, so a v3-sized buffer serves either version: NVML writes as
+    // much as `version` says.
+    let mut info: nvmlGpuFabricInfo_v3_t = unsafe { mem::zeroed() };
+    info.version = version.tag();
+    // SAFETY: a valid handle and a struct as large as the version claims.
+    nvml_try(unsafe { get(device.handle(), &mut info) })?;
+    Ok(FabricInfo {
+        cluster_uuid: info.clusterUuid,
+        status: info.status,
+        clique_id: info.cliqueId,
+        state: info.state,
+        health_mask: info.healthMask,
+        health_summary: (version == FabricVersion::V3).then_some(info.healthSummary),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fabric_struct_versions_are_those_of_nvml_h() {
+        // nvmlGpuFabricInfo_v2 and _v3 as a C compiler computes them from
+        // nvml.h (13.x): 36 and 40 bytes.
+        assert_eq!(FabricVersion::V2.tag(), 0x0200_0024);
+        assert_eq!(FabricVersion::V3.tag(), 0x0300_0028);
+    }
 }

@@ -2,8 +2,9 @@
 
 use super::*;
 use crate::metrics::labels::{
-    ClockDomain, ClockEventReason, EccErrorType, EccEventType, NvlinkErrorType, NvlinkState,
-    ProcessType, RecoveryAction, RemapType, RetirementCause, Threshold, ThrottleReason,
+    ClockDomain, ClockEventReason, EccErrorType, EccEventType, FabricIssue, FabricState,
+    FabricSummary, NvlinkErrorType, NvlinkState, ProcessType, RecoveryAction, RemapType,
+    RetirementCause, Threshold, ThrottleReason,
 };
 
 const PID: Label = free("pid");
@@ -169,6 +170,28 @@ catalogue! { Gpu:
         [GPU, UUID, free("link"), values("type", NvlinkErrorType::NAMES)] unit "errors",
         "NVLink errors of a link since the driver was loaded.",
         "`links` form (`--collector.gpu.nvlink=links`): fields per link: `NVML_FI_DEV_NVLINK_ERROR_DL_CRC` (`crc_flit`), `NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0…L11` (`crc_data`, links 0–11), `NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY`, `NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY`";
+    // The NVLink fabric (NVSwitch systems: HGX H100/H200/B200, GB200 NVL72),
+    // from one call per GPU and collection. GPUs without a fabric (PCIe
+    // boards, GPUs before Hopper, drivers before R550) have none of these.
+    FABRIC_STATE = Gauge "nvidia_gpu_fabric_state"
+        [GPU, UUID, values("state", FabricState::NAMES)] unit "1/0",
+        "The GPU's NVLink fabric registration state: exactly one state is 1.",
+        "`nvmlDeviceGetGpuFabricInfoV` (struct v3, else v2) `state`, every collection; only on GPUs with a fabric: absent where the call is missing, answers `NOT_SUPPORTED`, or reports state not supported";
+    FABRIC_STATUS = Gauge "nvidia_gpu_fabric_status" [GPU, UUID] unit "NVML return code",
+        "NVML's return code of the completed fabric registration: 0 succeeded, any other code failed.",
+        "`nvmlDeviceGetGpuFabricInfoV` `status`; only once `state` is completed (nvml.h: valid only then)";
+    FABRIC_INFO = Gauge "nvidia_gpu_fabric_info"
+        [GPU, UUID, free("cluster_uuid"), free("clique_id")] unit "always 1",
+        "The NVLink fabric the GPU belongs to; always 1. GPUs with the same cluster_uuid and clique_id reach each other over NVLink.",
+        "`nvmlDeviceGetGpuFabricInfoV` `clusterUuid` (all zeroes until registered, and on a fabric within one node), `cliqueId`";
+    FABRIC_HEALTH = Gauge "nvidia_gpu_fabric_health"
+        [GPU, UUID, values("issue", FabricIssue::NAMES)] unit "1/0",
+        "Whether the GPU's NVLink fabric reports a health issue (1) or not (0).",
+        "`nvmlDeviceGetGpuFabricInfoV` `healthMask`: its 2-bit fields (degraded bandwidth from R550; route recovery, route unhealthy, access timeout recovery from R570) and the 4-bit incorrect configuration (R580; 1 for any cause, named in `/health`); 0 also where the driver does not report the field (`/health` lists those as `unsupported_checks`)";
+    FABRIC_OVERALL_HEALTH = Gauge "nvidia_gpu_fabric_overall_health"
+        [GPU, UUID, values("summary", FabricSummary::NAMES)] unit "1/0",
+        "The driver's summary of the GPU's NVLink fabric health: exactly one summary is 1.",
+        "`nvmlDeviceGetGpuFabricInfoV` struct v3 `healthSummary` (drivers from R580); absent where the driver does not summarise";
     RECOVERY_ACTION = Gauge "nvidia_gpu_recovery_action"
         [GPU, UUID, values("action", RecoveryAction::NAMES)] unit "1/0",
         "The recovery the driver asks for: exactly one action is 1.",
