@@ -474,7 +474,8 @@ gpu.0.mig_device.2 = MIG-aaaaaaaa-0000-5000-8000-000000000003 gi=5 ci=0 profile=
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
     let s = exporter.scrape_until("the MIG instances", |s| {
-        !s.find("DCGM_FI_DEV_FB_USED", &[("GPU_I_ID", "5")]).is_empty()
+        !s.find("DCGM_FI_DEV_FB_USED", &[("GPU_I_ID", "5")])
+            .is_empty()
     });
     for (field, instance, profile, mib) in [
         ("DCGM_FI_DEV_FB_USED", "1", "3g.40gb", 10240.0),
@@ -483,7 +484,11 @@ gpu.0.mig_device.2 = MIG-aaaaaaaa-0000-5000-8000-000000000003 gi=5 ci=0 profile=
         ("DCGM_FI_DEV_FB_FREE", "5", "1g.10gb", 9216.0),
     ] {
         let labels = [("GPU_I_ID", instance), ("GPU_I_PROFILE", profile)];
-        assert_eq!(s.value(field, &labels), Some(mib), "{field} of instance {instance}");
+        assert_eq!(
+            s.value(field, &labels),
+            Some(mib),
+            "{field} of instance {instance}"
+        );
     }
     // The whole GPU keeps its own series too.
     let whole: Vec<_> = s
