@@ -160,9 +160,14 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
     );
     let (_kubelet, socket_arg) =
         kubelet::holding("names", "GPU-00000000-0000-4000-8000-000000000000");
+    // A Slurm job on GPU 0, for nvidia_gpu_job_info.
+    let jobs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-names-jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(jobs.join("0"), "1234\n").unwrap();
     let args = [
         format!("--nvml.library={}", nvml_double(Driver::Current).display()),
         socket_arg,
+        format!("--collector.hpc.job-mapping-dir={}", jobs.display()),
         "--collect.interval=200ms".to_owned(),
         "--collector.processes".to_owned(),
         // Per NVLink link, which also serves the links' state counts.
@@ -175,7 +180,10 @@ fn dashboard_alerts_and_docs_name_only_exported_metrics() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args, Some(&config));
     let scrape = exporter.scrape_until("every collector and family", |s| {
-        s.has("nvidia_gpu_allocation_info") && s.has("host_info") && common::has_every_gpu_family(s)
+        s.has("nvidia_gpu_allocation_info")
+            && s.has("nvidia_gpu_job_info")
+            && s.has("host_info")
+            && common::has_every_gpu_family(s)
     });
     let exported: BTreeSet<&str> = scrape.samples.iter().map(|s| s.name.as_str()).collect();
 

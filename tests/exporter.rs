@@ -723,7 +723,8 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         })
         .collect();
 
-    // Every reading offered, a lost GPU and a kubelet, so every family is present.
+    // Every reading offered, a lost GPU, a kubelet and a Slurm job, so every
+    // family is present.
     let config = DoubleConfig::new(
         "doc",
         &format!(
@@ -732,12 +733,18 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         ),
     );
     let (_kubelet, socket_arg) = kubelet::holding("doc", GPU1[1].1);
+    // A Slurm job on GPU 0.
+    let jobs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("doc-jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(jobs.join("0"), "1234\n").unwrap();
+    let jobs_arg = format!("--collector.hpc.job-mapping-dir={}", jobs.display());
     // Per NVLink link, which also serves the links' state counts.
     let exporter = start(
         Driver::Current,
         &config,
         &[
             &socket_arg,
+            &jobs_arg,
             "--collector.processes",
             "--collector.gpu.nvlink=links",
             // DRA resolution on, against an API that is not there: its error counter.
@@ -747,7 +754,10 @@ fn metrics_doc_lists_exactly_the_exported_metrics() {
         ],
     );
     let s = exporter.scrape_until("every family", |s| {
-        s.has("host_info") && s.has("nvidia_gpu_allocation_info") && common::has_every_gpu_family(s)
+        s.has("host_info")
+            && s.has("nvidia_gpu_allocation_info")
+            && s.has("nvidia_gpu_job_info")
+            && common::has_every_gpu_family(s)
     });
     let exported: std::collections::BTreeSet<&str> = s
         .types

@@ -1,7 +1,7 @@
 //! Typed facts a collection carries beside its samples, for the parts that
 //! join on them (the dcgm view labels GPU readings with the GPU's identity,
 //! its MIG devices and the pods that hold them) instead of reading them back
-//! out of label values.
+//! out of label values; and the Slurm jobs that use a GPU or GPU instance.
 
 /// The driver, GPUs and MIG devices one GPU collection saw.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,4 +62,16 @@ pub(crate) struct ClaimDevice {
 pub(crate) struct MigOf {
     pub(crate) parent_uuid: String,
     pub(crate) profile: String,
+}
+
+/// A Slurm job that uses a GPU or one of its MIG GPU instances, from the
+/// job mapping files a prolog writes (collector `hpc`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct JobAssignment {
+    /// The GPU's UUID (for a GPU instance, its GPU's).
+    pub(crate) uuid: String,
+    /// The MIG GPU instance id; empty for the whole GPU.
+    pub(crate) gpu_instance: String,
+    /// The job id as the file has it, e.g. `1234`, `1234_7`, `1234+0`.
+    pub(crate) job: String,
 }

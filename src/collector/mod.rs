@@ -8,6 +8,7 @@
 pub(crate) mod facts;
 pub(crate) mod gpu;
 pub(crate) mod host;
+pub(crate) mod hpc;
 pub(crate) mod pods;
 pub(crate) mod processes;
 pub(crate) mod shared;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use crate::metrics::catalogue::{Metric, Section};
 use crate::metrics::exposition::Samples;
-use facts::{GpuAllocation, GpuInventory};
+use facts::{GpuAllocation, GpuInventory, JobAssignment};
 pub(crate) use shared::{Failures, Latest, Shared};
 
 /// A source of metrics.
@@ -51,6 +52,8 @@ pub(crate) struct Collection {
     pub(crate) gpus: Option<GpuInventory>,
     /// From the pods collector: which containers hold which GPUs.
     pub(crate) allocations: Option<Vec<GpuAllocation>>,
+    /// From the hpc collector: which Slurm jobs use which GPUs.
+    pub(crate) jobs: Option<Vec<JobAssignment>>,
 }
 
 /// The metrics the output serves, so that a collector can skip a read all
@@ -103,6 +106,9 @@ pub(crate) struct Config {
     pub(crate) procfs: PathBuf,
     /// Container runtime state directories, to name a process's pod.
     pub(crate) container_state: Vec<PathBuf>,
+    /// dcgm-exporter's HPC job mapping directory; the hpc collector runs
+    /// only when it is set.
+    pub(crate) job_mapping_dir: Option<PathBuf>,
 }
 
 /// A collector: its name (for `--collector.<name>`, the `collector` label and
@@ -146,6 +152,12 @@ pub(crate) const COLLECTORS: &[Registration] = &[
         enabled_by_default: true,
         help: "which pods hold which GPUs, from the kubelet (where its socket exists)",
         start: pods::start,
+    },
+    Registration {
+        name: "hpc",
+        enabled_by_default: true,
+        help: "which Slurm jobs use which GPUs, from --collector.hpc.job-mapping-dir (where it is set)",
+        start: hpc::start,
     },
 ];
 

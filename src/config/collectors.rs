@@ -71,12 +71,15 @@ mod tests {
 
     #[test]
     fn collectors_are_selected_like_node_exporter() {
-        assert_eq!(collectors(&[]), ["gpu", "host", "pods"]);
-        assert_eq!(collectors(&["--no-collector.host"]), ["gpu", "pods"]);
+        assert_eq!(collectors(&[]), ["gpu", "host", "pods", "hpc"]);
+        assert_eq!(collectors(&["--no-collector.host"]), ["gpu", "pods", "hpc"]);
         assert_eq!(
             collectors(&["--collector.disable-defaults", "--collector.host"]),
             ["host"]
         );
-        assert_eq!(collectors(&["--collector.gpu=false"]), ["host", "pods"]);
+        assert_eq!(
+            collectors(&["--collector.gpu=false"]),
+            ["host", "pods", "hpc"]
+        );
     }
 }

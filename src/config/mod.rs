@@ -237,6 +237,17 @@ pub(crate) struct Options {
     #[arg(long = "kubernetes.node-name", env = "NODE_NAME")]
     pub(crate) node_name: Option<String>,
 
+    /// dcgm-exporter's HPC job mapping directory, written by a Slurm prolog:
+    /// a file per GPU named by its index (0), or per MIG GPU instance (0.3),
+    /// one job id per line, re-read at every collection. Runs the hpc
+    /// collector (nvidia_gpu_job_info; hpc_job in the dcgm view); empty: off.
+    #[arg(
+        long = "collector.hpc.job-mapping-dir",
+        env = "SIE_COLLECTOR_HPC_JOB_MAPPING_DIR",
+        value_name = "DIR"
+    )]
+    pub(crate) job_mapping_dir: Option<PathBuf>,
+
     /// Least severe log messages to print.
     #[arg(long = "log.level", env = "SIE_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
     pub(crate) log_level: LogLevel,
@@ -423,6 +434,11 @@ impl Options {
             dra: self.dra(),
             procfs: self.procfs.clone(),
             container_state: self.container_state.clone(),
+            // Empty means off, as dcgm-exporter's --hpc-job-mapping-dir="".
+            job_mapping_dir: self
+                .job_mapping_dir
+                .clone()
+                .filter(|dir| !dir.as_os_str().is_empty()),
         }
     }
 

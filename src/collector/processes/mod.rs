@@ -4,9 +4,11 @@
 //! GPUs that collector last saw answering. Process names come from
 //! `/proc/<pid>/comm`, which shows the host's processes only with the host's
 //! PID namespace (`hostPID: true` in Kubernetes); pods from the process's
-//! cgroup and the container runtime's state (see [`containers`]).
+//! cgroup and the container runtime's state (see [`containers`]), Slurm jobs
+//! from the process's cgroup too (see [`slurm`]).
 
 pub(crate) mod containers;
+mod slurm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use nvml_wrapper::Device;
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::status::GpuState;
 use super::{CollectError, Collection, Collector, Config, Shared, Started, Wanted};
@@ -34,6 +36,7 @@ pub(super) fn start(config: &Config, shared: &Arc<Shared>) -> Started {
         container_state: config.container_state.clone(),
         last_seen: HashMap::new(),
         wanted: config.wanted.clone(),
+        sluid_warned: false,
     })))
 }
 
@@ -45,6 +48,8 @@ struct ProcessCollector {
     /// asks NVML only for newer samples.
     last_seen: HashMap<String, u64>,
     wanted: Wanted,
+    /// Whether a job cgroup named by SLUID was logged: once is enough.
+    sluid_warned: bool,
 }
 
 /// In the order of NVML's utilisation sample: SM, memory, encoder, decoder.
@@ -148,7 +153,7 @@ impl ProcessCollector {
     /// The samples of a GPU's processes; `known` describes each PID once per
     /// collection.
     fn add_samples(
-        &self,
+        &mut self,
         gpu: &GpuState,
         processes: &[GpuProcess],
         utilization: &Utilization,
@@ -169,12 +174,18 @@ impl ProcessCollector {
                 .unwrap_or_default();
             let c = &known.container;
             let head = [index.as_str(), gpu.uuid.as_str(), &pid, &known.name];
-            let tail = [instance.as_str(), &c.namespace, &c.pod, &c.container];
+            let tail = [
+                instance.as_str(),
+                &c.namespace,
+                &c.pod,
+                &c.container,
+                &known.hpc_job,
+            ];
             let memory = process.memory.map(|m| m as f64);
             let labels = [&head[..], &[process.kind.name()], &tail[..]].concat();
             out.add_some(&PROCESS_MEMORY_USED, &labels, memory);
             if utilization_added.insert(process.pid) {
-                let labels = [head, tail].concat();
+                let labels = [&head[..], &tail[..]].concat();
                 let values = utilization.get(&process.pid).copied().unwrap_or_default();
                 for (metric, value) in UTILIZATION.into_iter().zip(values) {
                     out.add(metric, &labels, percent_to_ratio(value));
@@ -216,17 +227,19 @@ fn running(device: &Device, calls: &AtomicU64) -> Vec<GpuProcess> {
     processes
 }
 
-/// A process's name and container, read once per collection.
+/// A process's name, container and Slurm job, read once per collection.
 struct Known {
     name: String,
     container: Container,
+    /// Empty outside a Slurm job.
+    hpc_job: String,
 }
 
 impl ProcessCollector {
     /// The command name (empty when it cannot be read: another PID
-    /// namespace, or the process has exited; invalid UTF-8 replaced) and the
-    /// container of a process.
-    fn describe(&self, pid: u32) -> Known {
+    /// namespace, or the process has exited; invalid UTF-8 replaced), the
+    /// container and the Slurm job of a process.
+    fn describe(&mut self, pid: u32) -> Known {
         let dir = self.procfs.join(pid.to_string());
         let name = std::fs::read(dir.join("comm"))
             .map(|bytes| {
@@ -238,6 +251,24 @@ impl ProcessCollector {
         let container = containers::container_id(&cgroup)
             .and_then(|id| containers::lookup(&self.container_state, id))
             .unwrap_or_default();
-        Known { name, container }
+        let hpc_job = match slurm::job(&cgroup) {
+            slurm::SlurmJob::Id(id) => id.to_owned(),
+            slurm::SlurmJob::None => String::new(),
+            slurm::SlurmJob::Sluid(sluid) => {
+                if !self.sluid_warned {
+                    self.sluid_warned = true;
+                    warn!(
+                        collector = "processes",
+                        "process {pid} is in a Slurm job cgroup named by the job's SLUID ({sluid}), not its job id (Slurm 26.05 and later): processes get an empty hpc_job; set CgroupJobIdPaths=yes in cgroup.conf for job ids"
+                    );
+                }
+                String::new()
+            }
+        };
+        Known {
+            name,
+            container,
+            hpc_job,
+        }
     }
 }

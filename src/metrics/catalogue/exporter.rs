@@ -11,7 +11,7 @@ catalogue! { Exporter:
         "build (`git rev-parse --short HEAD` at build time, or `SIE_REVISION`)";
     COLLECT_DURATION = Gauge "system_info_exporter_collect_duration_seconds" [COLLECTOR] unit "s",
         "How long the collector's last collection took.",
-        "duration of the collector's last collection; `collector` is each running collector: `gpu`, `host`, `processes`, `pods`";
+        "duration of the collector's last collection; `collector` is each running collector: `gpu`, `host`, `processes`, `pods`, `hpc`";
     COLLECT_SUCCESS = Gauge "system_info_exporter_collect_success" [COLLECTOR] unit "1/0",
         "Whether the collector's last collection read its source (1) or not (0).",
         "0 when the source could not be read (for `gpu`: NVML unavailable)";

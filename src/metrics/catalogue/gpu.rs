@@ -12,6 +12,7 @@ const PROCESS: Label = free("process");
 const NAMESPACE: Label = free("namespace");
 const POD: Label = free("pod");
 const CONTAINER: Label = free("container");
+const HPC_JOB: Label = free("hpc_job");
 
 catalogue! { Gpu:
     NVML_UP = Gauge "nvidia_nvml_up" [] unit "1/0",
@@ -248,23 +249,23 @@ catalogue! { Gpu:
         "Bytes the GPU received over all its NVLink links since the exporter started.",
         "GPM `NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC` (MiB/s) × the time between two collections";
     PROCESS_MEMORY_USED = Gauge "nvidia_gpu_process_memory_used_bytes"
-        [GPU, UUID, PID, PROCESS, values("type", ProcessType::NAMES), GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "bytes",
+        [GPU, UUID, PID, PROCESS, values("type", ProcessType::NAMES), GPU_INSTANCE, NAMESPACE, POD, CONTAINER, HPC_JOB] unit "bytes",
         "Frame buffer memory a process uses on the GPU.",
-        "collector `processes` (off by default): `nvmlDeviceGetComputeRunningProcesses_v3`, `nvmlDeviceGetGraphicsRunningProcesses_v3`; `process` from `/proc/<pid>/comm`; `gpu_instance_id` set in a MIG instance; `namespace`, `pod`, `container` from the process's cgroup where the container runtime names the pod";
+        "collector `processes` (off by default): `nvmlDeviceGetComputeRunningProcesses_v3`, `nvmlDeviceGetGraphicsRunningProcesses_v3`; `process` from `/proc/<pid>/comm`; `gpu_instance_id` set in a MIG instance; `namespace`, `pod`, `container` from the process's cgroup where the container runtime names the pod; `hpc_job` from the process's Slurm job cgroup (`job_<id>`), empty outside a Slurm job";
     PROCESS_SM_UTILIZATION = Gauge "nvidia_gpu_process_sm_utilization_ratio"
-        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER, HPC_JOB] unit "0–1",
         "Fraction of the last sample period in which the process ran kernels on the GPU's multiprocessors.",
         "collector `processes`: `nvmlDeviceGetProcessUtilization` since the previous collection (% / 100; 0 for a running process without a sample)";
     PROCESS_MEMORY_UTILIZATION = Gauge "nvidia_gpu_process_memory_utilization_ratio"
-        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER, HPC_JOB] unit "0–1",
         "Fraction of the last sample period in which the process read or wrote device memory.",
         "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
     PROCESS_ENCODER_UTILIZATION = Gauge "nvidia_gpu_process_encoder_utilization_ratio"
-        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER, HPC_JOB] unit "0–1",
         "The process's share of the video encoder.",
         "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
     PROCESS_DECODER_UTILIZATION = Gauge "nvidia_gpu_process_decoder_utilization_ratio"
-        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER] unit "0–1",
+        [GPU, UUID, PID, PROCESS, GPU_INSTANCE, NAMESPACE, POD, CONTAINER, HPC_JOB] unit "0–1",
         "The process's share of the video decoder.",
         "collector `processes`: `nvmlDeviceGetProcessUtilization` (% / 100)";
     ALLOCATION_INFO = Gauge "nvidia_gpu_allocation_info"
@@ -272,4 +273,7 @@ catalogue! { Gpu:
          free("claim"), free("claim_namespace"), free("claim_device")] unit "always 1",
         "A GPU or MIG device allocated to a container by the kubelet; always 1. Join on uuid.",
         "kubelet pod-resources API (`v1.PodResourcesLister/List`): devices of `nvidia.com/gpu` and `nvidia.com/mig-*`, and devices of DRA claims (`dynamic_resources`) of the `--kubernetes.dra-drivers`, resolved to UUIDs through the node's ResourceSlices (`claim`, `claim_namespace`, `claim_device` set; `uuid` empty while unresolved); `gpu` is empty for a MIG device. Only where the kubelet socket exists";
+    JOB_INFO = Gauge "nvidia_gpu_job_info" [GPU, UUID, GPU_INSTANCE, HPC_JOB] unit "always 1",
+        "A Slurm (HPC) job that uses the GPU, or its MIG GPU instance; always 1. Join on uuid.",
+        "collector `hpc`: the files of `--collector.hpc.job-mapping-dir` (dcgm-exporter's HPC job mapping: file `<gpu>` or `<gpu>.<gpu_instance_id>`, one job id per line, written by a Slurm prolog), re-read at every collection; `gpu_instance_id` empty for the whole GPU. Only with that flag";
 }

@@ -1,11 +1,12 @@
 //! The labels of the dcgm view's series, in dcgm-exporter's order, from the
 //! typed facts of the collections: the GPU's identity and MIG devices from
-//! the GPU collection, the pods that hold a GPU from the pods collection.
+//! the GPU collection, the pods that hold a GPU from the pods collection,
+//! the Slurm jobs that use it from the hpc collection.
 
 use std::collections::HashMap;
 
 use super::fields::DRIVER_VERSION_LABEL;
-use crate::collector::facts::{ClaimDevice, GpuAllocation, GpuInventory};
+use crate::collector::facts::{ClaimDevice, GpuAllocation, GpuInventory, JobAssignment};
 
 /// Label names and values, in order.
 pub(super) type Labels = Vec<(&'static str, String)>;
@@ -24,6 +25,9 @@ pub(super) struct Labeller<'a> {
     /// allocation in (namespace, pod, container) order. dcgm-exporter, by
     /// default, also labels a series with one pod, not one series per pod.
     pods: ByInstance<'a, &'a GpuAllocation>,
+    /// By GPU UUID, then GPU instance: the Slurm jobs, each of which gets a
+    /// copy of the series (dcgm-exporter's `hpc_job`).
+    jobs: ByInstance<'a, Vec<&'a str>>,
 }
 
 /// Values by GPU UUID, then GPU instance id (empty for the whole GPU).
@@ -90,7 +94,27 @@ impl<'a> Labeller<'a> {
             gpus,
             profiles,
             pods,
+            jobs: HashMap::new(),
         }
+    }
+
+    /// Labels the series of each GPU or GPU instance in `jobs` once per job.
+    pub(super) fn with_jobs(mut self, jobs: &'a [JobAssignment]) -> Self {
+        for job in jobs {
+            self.jobs
+                .entry(job.uuid.as_str())
+                .or_default()
+                .entry(job.gpu_instance.clone())
+                .or_default()
+                .push(job.job.as_str());
+        }
+        self
+    }
+
+    /// The Slurm jobs of a GPU (`gpu_instance` empty) or GPU instance, in
+    /// the order of its mapping file; none for most.
+    pub(super) fn jobs(&self, uuid: &str, gpu_instance: &str) -> &[&'a str] {
+        at(&self.jobs, uuid, gpu_instance).map_or(&[], Vec::as_slice)
     }
 
     /// Labels in dcgm-exporter's order: identity, MIG instance, host, driver,

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::Format;
-use crate::collector::facts::GpuAllocation;
+use crate::collector::facts::{GpuAllocation, JobAssignment};
 use crate::collector::{Collection, Latest, Wanted};
 use crate::metrics::catalogue::Section;
 use crate::metrics::catalogue::{MIG_MEMORY_TOTAL, MIG_MEMORY_USED};
@@ -43,6 +43,8 @@ pub(crate) struct View {
     /// with the allocations at most one interval old (as in the native view,
     /// where the pods collector reads the GPU collector's latest indexes).
     allocations: Latest<Vec<GpuAllocation>>,
+    /// From the hpc collector's latest collection, joined the same way.
+    jobs: Latest<Vec<JobAssignment>>,
     state: Mutex<State>,
 }
 
@@ -100,10 +102,15 @@ impl Format for View {
         if let Some(allocations) = &collection.allocations {
             self.allocations.set(allocations.clone());
         }
+        if let Some(jobs) = &collection.jobs {
+            self.jobs.set(jobs.clone());
+        }
         if let Some(inventory) = &collection.gpus {
             let allocations = self.allocations.get().unwrap_or_default();
+            let jobs = self.jobs.get().unwrap_or_default();
             let driver_version = self.counters.labels.contains(&DRIVER_VERSION_LABEL);
-            let labels = Labeller::new(inventory, &self.hostname, driver_version, &allocations);
+            let labels = Labeller::new(inventory, &self.hostname, driver_version, &allocations)
+                .with_jobs(&jobs);
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let families = convert(
                 &self.counters,
@@ -133,6 +140,7 @@ impl View {
             hostname,
             counters,
             allocations: Latest::default(),
+            jobs: Latest::default(),
             state: Mutex::new(State::default()),
         }
     }
@@ -163,9 +171,25 @@ fn convert(
         };
         families.family(field.name, &served.help, served.kind);
         for (key, extra, value) in series {
-            let labels = labels.of(&key.gpu, &key.uuid, &key.gpu_instance, extra);
-            let labels = labels.iter().map(|(name, value)| (*name, value.as_str()));
-            families.series(labels, value);
+            // One copy of the series per Slurm job of its GPU (instance), as
+            // dcgm-exporter's HPC job mapping makes them.
+            let jobs = labels.jobs(&key.uuid, &key.gpu_instance);
+            let copies: Vec<Labels> = match jobs {
+                [] => vec![extra],
+                jobs => jobs
+                    .iter()
+                    .map(|job| {
+                        let mut extra = extra.clone();
+                        extra.push(("hpc_job", (*job).to_owned()));
+                        extra
+                    })
+                    .collect(),
+            };
+            for extra in copies {
+                let labels = labels.of(&key.gpu, &key.uuid, &key.gpu_instance, extra);
+                let labels = labels.iter().map(|(name, value)| (*name, value.as_str()));
+                families.series(labels, value);
+            }
         }
     }
     // Series not in this collection start again from nothing, e.g. after

@@ -33,6 +33,7 @@ fn gpu_with_mig(samples: Samples, mig_devices: Vec<MigDevice>) -> Collection {
             mig_devices,
         }),
         allocations: None,
+        jobs: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn pods(allocations: &[(&str, &str, &str, &str)], samples: Samples) -> Collectio
         samples,
         gpus: None,
         allocations: Some(allocations),
+        jobs: None,
     }
 }
 
@@ -125,6 +127,72 @@ fn other_collectors_contribute_nothing_and_pods_label_the_gpu_series() {
         ..Collection::default()
     };
     assert_eq!(view.render(&host, Instant::now()), "");
+}
+
+#[test]
+fn each_slurm_job_of_a_gpu_or_gpu_instance_gets_a_copy_of_its_series() {
+    use crate::collector::facts::JobAssignment;
+    let view = View::new(String::new(), Counters::default());
+    let job = |gpu_instance: &str, job: &str| JobAssignment {
+        uuid: UUID.into(),
+        gpu_instance: gpu_instance.into(),
+        job: job.into(),
+    };
+    let jobs = Collection {
+        jobs: Some(vec![job("", "1234"), job("", "1235"), job("3", "77")]),
+        ..Collection::default()
+    };
+    assert_eq!(view.render(&jobs, Instant::now()), "");
+    view.render(
+        &pods(&[(UUID, "ml", "train", "worker")], Samples::default()),
+        Instant::now(),
+    );
+    let mut s = Samples::default();
+    s.add(&TEMPERATURE, &["0", UUID], 41.0);
+    s.add(&TENSOR_ACTIVE, &["0", UUID, "3"], 0.5);
+    s.add(&TENSOR_ACTIVE, &["0", UUID, "4"], 0.25);
+    let mig = MigDevice {
+        gpu_uuid: UUID.into(),
+        uuid: "MIG-a".into(),
+        gpu_instance: 3,
+        compute_instance: 0,
+        profile: "1g.10gb".into(),
+    };
+    let text = render(&view, &gpu_with_mig(s, vec![mig]), Instant::now());
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let identity = "gpu=\"0\",UUID=\"GPU-a\",pci_bus_id=\"00000000:10:00.0\",device=\"nvidia0\",\
+               modelName=\"NVIDIA A100-SXM4-80GB\",";
+    let driver = "DCGM_FI_DRIVER_VERSION=\"550.54.15\"";
+    // hpc_job among the other attributes, by name, as dcgm-exporter sorts them.
+    let pod = "namespace=\"ml\",pod=\"train\"";
+    assert_eq!(
+        series,
+        [
+            format!(
+                "DCGM_FI_DEV_GPU_TEMP{{{identity}{driver},container=\"worker\",hpc_job=\"1234\",{pod}}} 41"
+            ),
+            format!(
+                "DCGM_FI_DEV_GPU_TEMP{{{identity}{driver},container=\"worker\",hpc_job=\"1235\",{pod}}} 41"
+            ),
+            // The MIG GPU instance has its own job; instance 4 has none.
+            format!(
+                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{{{identity}GPU_I_PROFILE=\"1g.10gb\",GPU_I_ID=\"3\",{driver},hpc_job=\"77\"}} 0.5"
+            ),
+            format!(
+                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{{{identity}GPU_I_PROFILE=\"\",GPU_I_ID=\"4\",{driver}}} 0.25"
+            ),
+        ]
+    );
+    // Jobs that end are gone from the next GPU collection.
+    let none = Collection {
+        jobs: Some(Vec::new()),
+        ..Collection::default()
+    };
+    view.render(&none, Instant::now());
+    let mut s = Samples::default();
+    s.add(&TEMPERATURE, &["0", UUID], 41.0);
+    let text = render(&view, &gpu(s), Instant::now());
+    assert!(!text.contains("hpc_job"), "{text}");
 }
 
 #[test]
