@@ -38,9 +38,9 @@ lint:
 # The NVML test double, for running the exporter by hand:
 #   make nvml-double && NVML_DOUBLE_CONFIG=my.conf cargo run -- --nvml.library=target/nvml-double/libnvidia-ml.so.1
 nvml-double: target/nvml-double/libnvidia-ml.so.1
-target/nvml-double/libnvidia-ml.so.1: tests/nvml-double/nvml_double.c
+target/nvml-double/libnvidia-ml.so.1: $(wildcard tests/nvml-double/*.c tests/nvml-double/*.h)
 	mkdir -p $(dir $@)
-	$(CC) -shared -fPIC -O2 -Wall -fvisibility=hidden -o $@ $< -lpthread
+	$(CC) -shared -fPIC -O2 -Wall -Werror -fvisibility=hidden -o $@ $(filter %.c,$^) -lpthread
 
 bench:
 	$(CARGO) bench --bench collect

@@ -17,7 +17,7 @@ use crate::http::{self, AppState};
 use crate::publish::{Format, Native, collection_loop, dcgm};
 use crate::selfmetrics::BuildInfo;
 use crate::selfmetrics::process::ProcessMetrics;
-use crate::{allocator, healthcheck};
+use crate::{allocator, healthcheck, record};
 
 /// How long shutdown waits for a collector that is inside a driver call.
 const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -41,8 +41,16 @@ impl From<String> for Failure {
 /// subcommand.
 pub fn main() -> ExitCode {
     let parsed = config::parse();
-    if let Some(Command::Healthcheck { url }) = parsed.cli.command {
-        return healthcheck::main(url);
+    match parsed.cli.command {
+        Some(Command::Healthcheck { url }) => return healthcheck::main(url),
+        Some(Command::RecordNvml {
+            out,
+            keep_identifiers,
+        }) => {
+            let library = parsed.cli.options.nvml_library;
+            return record::main(library, out, keep_identifiers);
+        }
+        None => {}
     }
     let options = parsed.cli.options;
     init_logging(options.log_level, options.log_format);

@@ -13,6 +13,7 @@ mod healthcheck;
 mod http;
 mod metrics;
 mod publish;
+mod record;
 mod selfmetrics;
 pub mod testing;
 mod units;

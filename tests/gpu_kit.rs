@@ -137,6 +137,14 @@ fn gpu_acceptance_run_passes_on_the_double_with_the_published_h100_profile() {
         assert_eq!(row["ok"], true, "{reading}: {row}");
     }
     assert!(out.join("report.txt").is_file());
+    // The machine's profile, recorded with `record-nvml --out`.
+    let profile = report["profile"].as_str().unwrap();
+    assert!(profile.starts_with("recorded "), "{profile}");
+    let recorded = std::fs::read_to_string(out.join("profile.conf")).unwrap();
+    assert!(
+        recorded.contains("gpu.0.name = NVIDIA H100 80GB HBM3"),
+        "{recorded}"
+    );
     // The profile has no key the double does not know.
     let log = std::fs::read_to_string(out.join("exporter.log")).unwrap();
     assert!(!log.contains("nvml double: unknown"), "{log}");

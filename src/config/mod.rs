@@ -140,6 +140,20 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_url)]
         url: Option<String>,
     },
+    /// Record what the NVML driver answers to every query the exporter makes,
+    /// on every GPU and MIG device, as a profile for the NVML test double
+    /// (tests/nvml-double), e.g. to attach to a bug report. Serial numbers,
+    /// UUIDs and PCI bus ids are replaced by placeholders. NVML is loaded as
+    /// the exporter loads it (--nvml.library before the subcommand, or
+    /// SIE_NVML_LIBRARY).
+    RecordNvml {
+        /// Write the profile to FILE [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Keep serial numbers, UUIDs, PCI bus ids and the fabric cluster UUID
+        #[arg(long)]
+        keep_identifiers: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -34,7 +34,14 @@ pub fn nvml_double(driver: Driver) -> PathBuf {
         Driver::Legacy => (&LEGACY, "legacy", &["-DLEGACY_DRIVER"]),
     };
     cell.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nvml-double/nvml_double.c");
+        // Every C file of the directory, compiled into the one library.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nvml-double");
+        let mut sources: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "c"))
+            .collect();
+        sources.sort();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("nvml-double")
             .join(name);
@@ -54,7 +61,7 @@ pub fn nvml_double(driver: Driver) -> PathBuf {
             .args(defines)
             .arg("-o")
             .arg(&partial)
-            .arg(&source)
+            .args(&sources)
             .arg("-lpthread")
             .status()
             .expect("cannot run the C compiler (cc); install gcc");

@@ -29,7 +29,7 @@ done
 double=target/nvml-double-aarch64/libnvidia-ml.so.1
 mkdir -p "$(dirname "$double")"
 aarch64-linux-gnu-gcc -shared -fPIC -O2 -Wall -Werror -fvisibility=hidden \
-  -o "$double" tests/nvml-double/nvml_double.c -lpthread
+  -o "$double" tests/nvml-double/*.c -lpthread
 
 rust_version=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 image=localhost/system-info-exporter:test-arm64

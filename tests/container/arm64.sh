@@ -33,7 +33,7 @@ aarch64() {  # aarch64 FILE: the ELF machine is AArch64
 double=target/nvml-double-aarch64/libnvidia-ml.so.1
 mkdir -p "$(dirname "$double")"
 aarch64-linux-gnu-gcc -shared -fPIC -O2 -Wall -Werror -fvisibility=hidden \
-  -o "$double" tests/nvml-double/nvml_double.c -lpthread
+  -o "$double" tests/nvml-double/*.c -lpthread
 aarch64 "$double"
 say "NVML test double: $(readelf -h "$double" | sed -n 's/.*Machine: *//p')"
 

@@ -27,7 +27,7 @@ use crate::metrics::exposition::Samples;
 use crate::metrics::labels::{EccEventType, NvmlPhase};
 
 /// The event types the exporter watches, where a GPU supports them.
-pub(super) const WATCHED_EVENTS: EventTypes = EventTypes::CRITICAL_XID_ERROR
+pub(crate) const WATCHED_EVENTS: EventTypes = EventTypes::CRITICAL_XID_ERROR
     .union(EventTypes::SINGLE_BIT_ECC_ERROR)
     .union(EventTypes::DOUBLE_BIT_ECC_ERROR);
 

@@ -41,6 +41,11 @@ const RATES: [(GpmMetricId, &Metric); 4] = [
     (GpmMetricId::NvlinkTotalRxPerSec, &NVLINK_RECEIVE),
 ];
 
+/// Every GPM metric the exporter reads, in the order `read` asks for them.
+pub(crate) fn metric_ids() -> Vec<GpmMetricId> {
+    RATIOS.iter().chain(&RATES).map(|(id, _)| *id).collect()
+}
+
 /// Whether the output serves any GPM metric: without one, GPM is not read.
 pub(super) fn served(reader: &Reader) -> bool {
     RATIOS
@@ -100,7 +105,7 @@ impl Previous {
             reader.read("gpm_sample_free", |_| sample.free());
             return;
         }
-        let ids: Vec<GpmMetricId> = RATIOS.iter().chain(&RATES).map(|(id, _)| *id).collect();
+        let ids = metric_ids();
         let values = reader.read("gpm_metrics", |_| {
             gpm_metrics_get(nvml, &previous, &sample, &ids)
         });

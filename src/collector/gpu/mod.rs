@@ -42,7 +42,15 @@ use crate::metrics::labels::NvmlPhase;
 use crate::units::cuda_version_string;
 pub(crate) use calls::NvmlCalls;
 pub(crate) use nvlink::NvlinkDetail;
+// What `record-nvml` asks of NVML the way this collector does.
+pub(crate) use events::WATCHED_EVENTS;
+pub(crate) use gpm::metric_ids as gpm_metric_ids;
+pub(crate) use library::{LoadFailure, load_nvml};
 use session::{DriverInfo, Session};
+pub(crate) use sys::{
+    ARGUMENT_VERSION_MISMATCH, FabricVersion, Field, compute_instance_id, field_results,
+    gpu_fabric_info, gpu_instance_id,
+};
 
 /// Longest wait between two attempts to initialise NVML.
 const MAX_INIT_BACKOFF: Duration = Duration::from_secs(60);

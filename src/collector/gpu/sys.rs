@@ -7,7 +7,8 @@
 //!   251 are used, so nvml-wrapper's renumbering of ids 251–273 for newer
 //!   drivers does not apply;
 //! - the GPU and compute instance ids of a MIG device;
-//! - the NVLink fabric probe (`nvmlDeviceGetGpuFabricInfoV`).
+//! - the NVLink fabric probe (`nvmlDeviceGetGpuFabricInfoV`), also for
+//!   `record-nvml`.
 //!
 //! Every call looks its symbol up first: nvml-wrapper-sys's own methods
 //! panic where the driver lacks it.
@@ -18,13 +19,14 @@ use nvml_wrapper::Device;
 use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
 use nvml_wrapper_sys::bindings::{
     nvmlFieldValue_t, nvmlGpuFabricInfo_v2_t, nvmlGpuFabricInfo_v3_t,
+    nvmlReturn_enum_NVML_ERROR_UNKNOWN, nvmlReturn_t,
 };
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Field {
-    pub(super) id: u32,
+pub(crate) struct Field {
+    pub(crate) id: u32,
     /// The link of an NVLink field; 0 otherwise.
-    pub(super) scope: u32,
+    pub(crate) scope: u32,
 }
 
 /// The value of each field, `None` where the driver answered that field with
@@ -34,6 +36,15 @@ pub(super) fn field_values(
     device: &Device,
     fields: &[Field],
 ) -> Result<Vec<Option<f64>>, NvmlError> {
+    let results = field_results(device, fields)?;
+    Ok(results.into_iter().map(Result::ok).collect())
+}
+
+/// As [`field_values`], with NVML's return code of each field that failed.
+pub(crate) fn field_results(
+    device: &Device,
+    fields: &[Field],
+) -> Result<Vec<Result<f64, nvmlReturn_t>>, NvmlError> {
     let get = nvml_sym(device.nvml().lib().nvmlDeviceGetFieldValues.as_ref())?;
     let mut values: Vec<nvmlFieldValue_t> = fields
         .iter()
@@ -49,13 +60,14 @@ pub(super) fn field_values(
     // SAFETY: `values` holds `count` initialised entries, which NVML fills in;
     // the handle is valid while `device` (and so NVML) lives.
     nvml_try(unsafe { get(device.handle(), count, values.as_mut_ptr()) })?;
-    Ok(values.iter().map(value).collect())
+    let result = |field: &nvmlFieldValue_t| match field.nvmlReturn {
+        0 => value(field).ok_or(nvmlReturn_enum_NVML_ERROR_UNKNOWN),
+        code => Err(code),
+    };
+    Ok(values.iter().map(result).collect())
 }
 
 fn value(field: &nvmlFieldValue_t) -> Option<f64> {
-    if field.nvmlReturn != 0 {
-        return None;
-    }
     // SAFETY: `valueType` names the member of the union NVML wrote
     // (nvmlValueType_t: double, uint, ulong, ulonglong, slonglong, sint, ushort).
     let value = unsafe {
@@ -74,7 +86,7 @@ fn value(field: &nvmlFieldValue_t) -> Option<f64> {
 }
 
 /// The GPU instance id of a MIG device (`nvmlDeviceGetGpuInstanceId`).
-pub(super) fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+pub(crate) fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
     let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
     let mut id = 0;
     // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
@@ -83,7 +95,7 @@ pub(super) fn gpu_instance_id(mig: &Device) -> Result<u32, NvmlError> {
 }
 
 /// The compute instance id of a MIG device (`nvmlDeviceGetComputeInstanceId`).
-pub(super) fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
+pub(crate) fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
     let get = nvml_sym(mig.nvml().lib().nvmlDeviceGetComputeInstanceId.as_ref())?;
     let mut id = 0;
     // SAFETY: a valid MIG handle and a pointer to a u32 NVML writes.
@@ -94,7 +106,7 @@ pub(super) fn compute_instance_id(mig: &Device) -> Result<u32, NvmlError> {
 /// A version of `nvmlGpuFabricInfo`: v3 (drivers from R580) adds the health
 /// summary to v2 (R550 on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FabricVersion {
+pub(crate) enum FabricVersion {
     V2,
     V3,
 }
@@ -112,26 +124,26 @@ impl FabricVersion {
 
 /// What `nvmlDeviceGetGpuFabricInfoV` answered, as NVML's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FabricInfo {
-    pub(super) cluster_uuid: [u8; 16],
+pub(crate) struct FabricInfo {
+    pub(crate) cluster_uuid: [u8; 16],
     /// The registration's NVML return code; valid once `state` is completed.
-    pub(super) status: u32,
-    pub(super) clique_id: u32,
+    pub(crate) status: u32,
+    pub(crate) clique_id: u32,
     /// `nvmlGpuFabricState_t`: 0 not supported, 1 not started, 2 in
     /// progress, 3 completed.
-    pub(super) state: u8,
-    pub(super) health_mask: u32,
+    pub(crate) state: u8,
+    pub(crate) health_mask: u32,
     /// `healthSummary`, v3 only.
-    pub(super) health_summary: Option<u8>,
+    pub(crate) health_summary: Option<u8>,
 }
 
 /// NVML's code for a struct version the driver does not know.
-pub(super) const ARGUMENT_VERSION_MISMATCH: u32 = 25;
+pub(crate) const ARGUMENT_VERSION_MISMATCH: u32 = 25;
 
 /// The GPU's NVLink fabric probe in struct `version`. A driver that knows
 /// only v2 answers v3 with `NvmlError::UnexpectedVariant(25)`
 /// ([`ARGUMENT_VERSION_MISMATCH`]).
-pub(super) fn gpu_fabric_info(
+pub(crate) fn gpu_fabric_info(
     device: &Device,
     version: FabricVersion,
 ) -> Result<FabricInfo, NvmlError> {
