@@ -37,9 +37,12 @@ const GPU_FIELDS: &[(u32, &str)] = &[
 const VIOLATIONS: std::ops::RangeInclusive<u32> =
     NVML_FI_DEV_PERF_POLICY_POWER..=NVML_FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS;
 
+/// The field id of a per-link reading for a link, where it exists for it.
+type LinkField = fn(u32) -> Option<u32>;
+
 /// Per-link fields (scope id: the link): the double's key (`KEY.K` for link
 /// K) and the field id for a link, where the field exists for it.
-const LINK_FIELDS: &[(&str, fn(u32) -> Option<u32>)] = &[
+const LINK_FIELDS: &[(&str, LinkField)] = &[
     ("nvlink_state", |_| Some(NVML_FI_DEV_NVLINK_GET_STATE)),
     ("nvlink_crc_flit", |_| Some(NVML_FI_DEV_NVLINK_ERROR_DL_CRC)),
     ("nvlink_crc_data", crc_data_field),
