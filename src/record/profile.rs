@@ -151,14 +151,20 @@ impl GpuProfile {
             Some(index) => format!("{query}.{index}"),
             None => query.to_owned(),
         };
+        // A query made twice (the field-value call) is written once.
+        if self.failures.iter().any(|(failed, _)| *failed == name) {
+            return;
+        }
         let (code, comment) = match failure {
             Failure::Code(code) => (code, None),
-            Failure::Absent(symbol) => (
-                NOT_SUPPORTED,
-                Some(format!(
-                    "{name}: {symbol}; the entry point is missing from this driver, replayed as NOT_SUPPORTED"
-                )),
-            ),
+            Failure::Absent(error) => {
+                // "<library path>: undefined symbol: nvmlX": the symbol only.
+                let symbol = error.rsplit(": ").next().unwrap_or(&error);
+                let comment = format!(
+                    "{name}: {symbol} is missing from this driver; replayed as NOT_SUPPORTED"
+                );
+                (NOT_SUPPORTED, Some(comment))
+            }
         };
         self.failures.push((name.clone(), codes::name(code)));
         if let Some(comment) = comment {
@@ -254,15 +260,18 @@ mod tests {
         gpu.fail("power_usage", None, Failure::Code(NOT_SUPPORTED));
         gpu.fail("clock", Some(3), Failure::Code(NOT_SUPPORTED));
         gpu.fail("memory", None, Failure::Code(4));
-        gpu.fail("fans", None, Failure::Absent("nvmlDeviceGetNumFans".into()));
+        let absent = "/usr/lib/libnvidia-ml.so.1: undefined symbol: nvmlDeviceGetNumFans";
+        gpu.fail("fans", None, Failure::Absent(absent.into()));
+        gpu.fail("fans", None, Failure::Absent(absent.into()));
         profile.gpus.push(gpu);
         let text = profile.render(&["a header".to_owned()]);
         assert!(text.starts_with("# a header\n"), "{text}");
+        assert!(!text.contains("/usr/lib"), "{text}");
         for expected in [
             "gpu.1.temperature = 40\n",
             "gpu.1.error.memory = NO_PERMISSION\n",
             "gpu.1.unsupported = power_usage clock.3 fans\n",
-            "# fans: nvmlDeviceGetNumFans; the entry point is missing",
+            "# fans: nvmlDeviceGetNumFans is missing from this driver; replayed as NOT_SUPPORTED\n",
         ] {
             assert!(text.contains(expected), "{expected:?} missing from\n{text}");
         }
