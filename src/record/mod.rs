@@ -138,16 +138,16 @@ fn record_driver(
     driver: &mut Driver,
 ) {
     let count = match nvml.device_count() {
-        Ok(count) => count,
+        Ok(count) => {
+            profile.set("gpu_count", count, None);
+            count
+        }
         Err(error) => {
             let comment = format!("nvmlDeviceGetCount_v2 failed: {error}");
             profile.set("gpu_count", 0, Some(comment));
             0
         }
     };
-    if count > 0 {
-        profile.set("gpu_count", count, None);
-    }
     // The double's system queries always answer: a failure is a comment.
     let system = [
         ("driver_version", nvml.sys_driver_version()),
@@ -220,7 +220,7 @@ fn header(driver: &Driver, placeholders: &Placeholders, failures: &[String]) -> 
     } else {
         failures.join(", ")
     };
-    vec![
+    let mut header = vec![
         format!("NVML test double profile: {product}, driver {}.", driver.version),
         format!("Recorded {date}."),
         format!(
@@ -235,5 +235,11 @@ fn header(driver: &Driver, placeholders: &Placeholders, failures: &[String]) -> 
         format!("Identifiers: {identifiers}; process names and command lines are never recorded."),
         format!("Queries that failed: {failed}."),
         "Replay: NVML_DOUBLE_STRICT=1 NVML_DOUBLE_CONFIG=<this file> system-info-exporter --nvml.library=target/nvml-double/libnvidia-ml.so.1 (make nvml-double).".to_owned(),
-    ]
+    ];
+    if driver.version.is_empty() {
+        // NVML did not initialise: no driver to speak of.
+        header[0] = "NVML test double profile: NVML did not initialise (init_error).".to_owned();
+        header.remove(3);
+    }
+    header
 }
