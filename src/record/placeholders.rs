@@ -3,6 +3,8 @@
 //! GPU's index (and MIG slot), so recording the same machine twice gives the
 //! same profile, and the exporter's labels on a replay can be mapped back.
 
+use crate::units::uuid_text;
+
 /// Replaces identifiers by placeholders, unless told to keep them.
 #[derive(Debug)]
 pub(super) struct Placeholders {
@@ -74,19 +76,6 @@ impl Placeholders {
             placeholder()
         }
     }
-}
-
-/// 16 bytes as a UUID: 8-4-4-4-12 lowercase hex digits.
-fn uuid_text(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 #[cfg(test)]

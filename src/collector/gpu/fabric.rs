@@ -28,6 +28,7 @@ use crate::metrics::catalogue::{
 };
 use crate::metrics::exposition::bool_value;
 use crate::metrics::labels::{FabricIssue, FabricState, FabricSummary};
+use crate::units::uuid_text;
 
 /// A GPU that has a fabric, and the struct version its driver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +164,7 @@ impl Decoded {
         if self.state == Some(FabricState::Completed) {
             gpu.add(&FABRIC_STATUS, &[], Some(f64::from(info.status)));
         }
-        let uuid = cluster_uuid(&info.cluster_uuid);
+        let uuid = uuid_text(&info.cluster_uuid);
         let clique = info.clique_id.to_string();
         gpu.add(&FABRIC_INFO, &[&uuid, &clique], Some(1.0));
         for (issue, check) in &self.checks {
@@ -195,7 +196,7 @@ impl Decoded {
             },
             status,
             error: status.and_then(registration_error),
-            cluster_uuid: cluster_uuid(&info.cluster_uuid),
+            cluster_uuid: uuid_text(&info.cluster_uuid),
             clique_id: info.clique_id,
             issues,
             incorrect_configuration: self.cause.clone(),
@@ -268,19 +269,6 @@ fn decode_mask(mask: u32) -> (Vec<(FabricIssue, Check)>, Option<String>) {
         })
         .collect();
     (checks, cause)
-}
-
-/// A fabric cluster UUID as text, as nvidia-smi writes it.
-fn cluster_uuid(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 #[cfg(test)]
