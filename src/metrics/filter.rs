@@ -2,10 +2,15 @@
 //! collectors' collections keep. Patterns are full matches in RE2 syntax,
 //! as in Prometheus' relabelling. The exporter's metrics about itself are
 //! never filtered.
+//!
+//! Metric names are ASCII, so patterns are compiled without Unicode: `\w`,
+//! `\d`, `\s` and `\b` are ASCII as in RE2, `(?i)` folds ASCII case, and
+//! the regex crate's Unicode tables (1.2 MB of the binary) stay out. A
+//! Unicode class such as `\pL` is refused with the crate's message.
 
 use std::fmt;
 
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::catalogue::{Metric, Section};
 
@@ -18,7 +23,15 @@ pub(crate) struct Pattern {
 
 impl Pattern {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        let regex = Regex::new(&format!("^(?:{text})$")).map_err(|e| e.to_string())?;
+        let regex = RegexBuilder::new(&format!("^(?:{text})$"))
+            .unicode(false)
+            .build()
+            .map_err(|e| match e.to_string() {
+                m if m.contains("Unicode") => {
+                    format!("{m}\nmetric names are ASCII: write a class such as [A-Za-z] instead")
+                }
+                m => m,
+            })?;
         Ok(Self {
             text: text.to_owned(),
             regex,
@@ -26,7 +39,7 @@ impl Pattern {
     }
 
     fn matches(&self, name: &str) -> bool {
-        self.regex.is_match(name)
+        self.regex.is_match(name.as_bytes())
     }
 }
 
@@ -89,6 +102,11 @@ mod tests {
         assert!(!filter(Some("temperature"), None).keeps("nvidia_gpu_temperature_celsius"));
         assert!(filter(None, None).keeps("anything"));
         assert!(filter(Some("a|b"), None).keeps("b"));
+        // RE2's ASCII classes and case folding.
+        let f = filter(Some(r"(?i)NVIDIA_\w+_celsius"), Some(r"\w*memory\w*"));
+        assert!(f.keeps("nvidia_gpu_temperature_celsius"));
+        assert!(!f.keeps("nvidia_gpu_memory_temperature_celsius"));
+        assert!(filter(Some(r"host_load\d+"), None).keeps("host_load15"));
     }
 
     #[test]
@@ -106,5 +124,6 @@ mod tests {
                 .unwrap_err()
                 .contains("unclosed group")
         );
+        assert!(Pattern::parse(r"\pL+").unwrap_err().contains("[A-Za-z]"));
     }
 }
